@@ -1,0 +1,295 @@
+/// B+tree algorithms over leaf and branch pages. A tree is named by its root page, which never
+/// moves: a root split moves the root's cells into two new children, and a root with a single
+/// child takes that child's cells. So catalog entries never change when a tree grows or shrinks.
+enum BTree {
+    /// What a replaced or deleted record held, so the caller can free its overflow chain and fix
+    /// the owner index.
+    struct RemovedRecord {
+        var owner: [UInt8]
+        var overflow: (first: PageNumber, length: Int)?
+    }
+
+    typealias Path = [(page: PageNumber, child: Int)]
+
+    // MARK: Lookup
+
+    /// The leaf that holds or would hold `key`, the index in it, and whether the key is there.
+    static func find(_ key: [UInt8], root: PageNumber, in context: PageContext) throws -> (
+        leaf: Page, number: PageNumber, index: Int, found: Bool
+    ) {
+        var number = root
+        var page = try context.node(number)
+        var depth = 0
+        while !page.isLeaf {
+            number = page.branchChild(page.childIndex(for: key))
+            page = try context.node(number)
+            depth += 1
+            guard depth < 64 else {
+                throw PartitionDBError.corruptPage(
+                    file: context.path, page: number.rawValue, reason: "tree deeper than 64")
+            }
+        }
+        let (index, found) = page.leafSearch(key)
+        return (page, number, index, found)
+    }
+
+    private static func descend(_ key: [UInt8], root: PageNumber, in context: PageContext) throws -> (
+        Path, PageNumber, Page
+    ) {
+        var path: Path = []
+        var number = root
+        var page = try context.node(number)
+        while !page.isLeaf {
+            let child = page.childIndex(for: key)
+            path.append((number, child))
+            number = page.branchChild(child)
+            page = try context.node(number)
+            guard path.count < 64 else {
+                throw PartitionDBError.corruptPage(
+                    file: context.path, page: number.rawValue, reason: "tree deeper than 64")
+            }
+        }
+        return (path, number, page)
+    }
+
+    static func removedRecord(_ leaf: Page, _ index: Int) -> RemovedRecord {
+        var removed = RemovedRecord(owner: leaf.leafOwner(index), overflow: nil)
+        if case .overflow(let first, let length) = leaf.leafValue(index) { removed.overflow = (first, length) }
+        return removed
+    }
+
+    // MARK: Insert
+
+    /// Inserts `cell` (a leaf cell for `key`), replacing an existing record with the same key.
+    @discardableResult
+    static func insert(_ key: [UInt8], cell: [UInt8], root: PageNumber, in context: WriteContext) throws
+        -> RemovedRecord?
+    {
+        let (path, number, leaf) = try descend(key, root: root, in: context)
+        let (index, found) = leaf.leafSearch(key)
+        var removed: RemovedRecord? = nil
+        if found {
+            removed = removedRecord(leaf, index)
+            try context.modify(number) { $0.removeCell(at: index) }
+        }
+        let fits = try context.modify(number) { $0.insertCell(cell, at: index) }
+        if !fits {
+            var cells = try context.page(number).allCells
+            cells.insert(cell, at: index)
+            try split(number, cells: cells, link: .none, path: path, in: context, appending: index == cells.count - 1)
+        }
+        return removed
+    }
+
+    /// Splits the node `number` whose new contents `cells` do not fit one page, and links the
+    /// new node into the parent (splitting upwards as needed).
+    private static func split(
+        _ number: PageNumber, cells: [[UInt8]], link: PageNumber, path: Path, in context: WriteContext, appending: Bool
+    ) throws {
+        let page = try context.page(number)
+        let isLeaf = page.isLeaf
+        let usable = context.pageSize - NodeLayout.headerSize
+        let sizes = cells.map { $0.count + 2 }
+        let middle = splitPoint(sizes: sizes, usable: usable, dropsMiddle: !isLeaf, appending: appending)
+
+        let leftCells: [[UInt8]]
+        let rightCells: [[UInt8]]
+        let separator: [UInt8]
+        let leftLink: PageNumber
+        let rightLink: PageNumber
+        if isLeaf {
+            leftCells = Array(cells[..<middle])
+            rightCells = Array(cells[middle...])
+            separator = keyOfCell(rightCells[0], isLeaf: true)
+            leftLink = .none
+            rightLink = .none
+        } else {
+            leftCells = Array(cells[..<middle])
+            rightCells = Array(cells[(middle + 1)...])
+            separator = keyOfCell(cells[middle], isLeaf: false)
+            leftLink = childOfBranchCell(cells[middle])
+            rightLink = link
+        }
+        let kind: PageKind = isLeaf ? .leaf : .branch
+
+        if path.isEmpty {
+            // The root stays where it is: its halves move to two new pages.
+            let left = try context.allocate()
+            let right = try context.allocate()
+            var leftPage = Page.emptyNode(kind: kind, size: context.pageSize)
+            leftPage.rebuild(cells: leftCells, link: leftLink)
+            var rightPage = Page.emptyNode(kind: kind, size: context.pageSize)
+            rightPage.rebuild(cells: rightCells, link: rightLink)
+            context.put(left, leftPage)
+            context.put(right, rightPage)
+            var root = Page.emptyNode(kind: .branch, size: context.pageSize)
+            root.rebuild(cells: [Page.branchCell(child: left, key: separator)], link: right)
+            context.put(number, root)
+            return
+        }
+
+        try context.modify(number) { $0.rebuild(cells: leftCells, link: leftLink) }
+        let right = try context.allocate()
+        var rightPage = Page.emptyNode(kind: kind, size: context.pageSize)
+        rightPage.rebuild(cells: rightCells, link: rightLink)
+        context.put(right, rightPage)
+
+        var parentPath = path
+        let (parent, child) = parentPath.removeLast()
+        let cell = Page.branchCell(child: number, key: separator)
+        let fits = try context.modify(parent) { page -> Bool in
+            guard page.insertCell(cell, at: child) else { return false }
+            page.setBranchChild(child + 1, right)
+            return true
+        }
+        if !fits {
+            let parentPage = try context.page(parent)
+            var parentCells = parentPage.allCells
+            parentCells.insert(cell, at: child)
+            // The entry after the new cell pointed at `number`; it now points at the new right half.
+            var parentLink = PageNumber(parentPage.u32(NodeLayout.linkOffset))
+            if child + 1 < parentCells.count {
+                parentCells[child + 1] = withChild(parentCells[child + 1], right)
+            } else {
+                parentLink = right
+            }
+            try split(
+                parent, cells: parentCells, link: parentLink, path: parentPath, in: context,
+                appending: child == parentCells.count - 1)
+        }
+    }
+
+    /// Where to cut `sizes` (cell sizes with their slots) into two nodes that each fit `usable`.
+    /// Sequential appends leave the left node full, so loading keys in order packs pages tightly.
+    static func splitPoint(sizes: [Int], usable: Int, dropsMiddle: Bool, appending: Bool) -> Int {
+        let total = sizes.reduce(0, +)
+        precondition(sizes.count >= 2, "splitting fewer than two cells")
+        if appending {
+            var left = total - sizes[sizes.count - 1]
+            var cut = sizes.count - 1
+            if dropsMiddle {
+                // The last cell before the cut moves up; keep at least one cell on the right.
+                cut = sizes.count - 2
+                left -= sizes[cut]
+            }
+            if left <= usable && cut >= 1 { return cut }
+        }
+        var best = 1
+        var bestWorst = Int.max
+        var left = 0
+        for cut in 1..<sizes.count {
+            left += sizes[cut - 1]
+            let right = total - left - (dropsMiddle ? sizes[cut] : 0)
+            if dropsMiddle && cut == sizes.count - 1 { break }
+            let worst = max(left, right)
+            if left <= usable && right <= usable && worst < bestWorst {
+                best = cut
+                bestWorst = worst
+            }
+        }
+        precondition(bestWorst != Int.max, "no split point fits: cells larger than a third of a page")
+        return best
+    }
+
+    static func keyOfCell(_ cell: [UInt8], isLeaf: Bool) -> [UInt8] {
+        if isLeaf {
+            let length = Int(cell[0]) | Int(cell[1]) << 8
+            return Array(cell[NodeLayout.leafCellHeader..<(NodeLayout.leafCellHeader + length)])
+        }
+        let length = Int(cell[4]) | Int(cell[5]) << 8
+        return Array(cell[NodeLayout.branchCellHeader..<(NodeLayout.branchCellHeader + length)])
+    }
+
+    static func childOfBranchCell(_ cell: [UInt8]) -> PageNumber {
+        PageNumber(UInt32(cell[0]) | UInt32(cell[1]) << 8 | UInt32(cell[2]) << 16 | UInt32(cell[3]) << 24)
+    }
+
+    static func withChild(_ cell: [UInt8], _ child: PageNumber) -> [UInt8] {
+        var cell = cell
+        withUnsafeBytes(of: child.rawValue.littleEndian) { for i in 0..<4 { cell[i] = $0[i] } }
+        return cell
+    }
+
+    // MARK: Delete
+
+    /// Removes `key`; returns what it held, or nil when the key was absent.
+    static func delete(_ key: [UInt8], root: PageNumber, in context: WriteContext) throws -> RemovedRecord? {
+        let (path, number, leaf) = try descend(key, root: root, in: context)
+        let (index, found) = leaf.leafSearch(key)
+        guard found else { return nil }
+        let removed = removedRecord(leaf, index)
+        try context.modify(number) { $0.removeCell(at: index) }
+        try rebalance(number, path: path, root: root, in: context)
+        return removed
+    }
+
+    /// Merges an underfull node with a sibling when both fit one page, then looks at the parent.
+    private static func rebalance(_ number: PageNumber, path: Path, root: PageNumber, in context: WriteContext) throws {
+        var page = try context.page(number)
+        if path.isEmpty {
+            // A root branch left with a single child takes over that child's cells.
+            while !page.isLeaf && page.cellCount == 0 {
+                let child = page.branchChild(0)
+                let childPage = try context.node(child)
+                context.put(number, childPage)
+                try context.free(child)
+                page = childPage
+            }
+            return
+        }
+        let usable = context.pageSize - NodeLayout.headerSize
+        guard page.usedBytes < usable / 4 else { return }
+        var parentPath = path
+        let (parent, child) = parentPath.removeLast()
+        let parentPage = try context.page(parent)
+        guard parentPage.cellCount > 0 else { return }
+        let separatorIndex = child > 0 ? child - 1 : 0
+        let left = parentPage.branchChild(separatorIndex)
+        let right = parentPage.branchChild(separatorIndex + 1)
+        let leftPage = try context.node(left)
+        let rightPage = try context.node(right)
+        guard leftPage.kind == rightPage.kind else {
+            throw PartitionDBError.corruptPage(
+                file: context.path, page: right.rawValue, reason: "siblings of different kinds")
+        }
+        var cells = leftPage.allCells
+        var link = PageNumber.none
+        var extra = 0
+        if !leftPage.isLeaf {
+            let separator = parentPage.branchKey(separatorIndex)
+            cells.append(Page.branchCell(child: PageNumber(leftPage.u32(NodeLayout.linkOffset)), key: separator))
+            extra = NodeLayout.branchCellHeader + separator.count + 2
+            link = PageNumber(rightPage.u32(NodeLayout.linkOffset))
+        }
+        guard leftPage.usedBytes + rightPage.usedBytes + extra <= usable else { return }
+        cells.append(contentsOf: rightPage.allCells)
+        try context.modify(left) { $0.rebuild(cells: cells, link: link) }
+        try context.free(right)
+        try context.modify(parent) {
+            $0.removeCell(at: separatorIndex)
+            $0.setBranchChild(separatorIndex, left)
+        }
+        try rebalance(parent, path: parentPath, root: root, in: context)
+    }
+
+    // MARK: Whole trees
+
+    /// Frees every page of the tree under `root` except the root, which becomes an empty leaf.
+    static func clear(root: PageNumber, in context: WriteContext, freeRoot: Bool) throws {
+        func visit(_ number: PageNumber) throws {
+            let page = try context.node(number)
+            if page.isLeaf {
+                for i in 0..<page.cellCount {
+                    if case .overflow(let first, let length) = page.leafValue(i) {
+                        try context.freeOverflow(first: first, length: length)
+                    }
+                }
+            } else {
+                for i in 0...page.cellCount { try visit(page.branchChild(i)) }
+            }
+            if number != root || freeRoot { try context.free(number) }
+        }
+        try visit(root)
+        if !freeRoot { context.put(root, Page.emptyNode(kind: .leaf, size: context.pageSize)) }
+    }
+}

@@ -1,0 +1,261 @@
+/// Leaf and branch pages: slotted pages with a header, an array of 2-byte cell offsets growing
+/// up from the header, and cells growing down from the end of the page.
+/// Layout: spec/file-format.md#leaf-and-branch-pages
+enum NodeLayout {
+    static let headerSize = 20
+    static let kindOffset = 4
+    static let cellCountOffset = 6
+    static let contentStartOffset = 8
+    /// Branch pages: the rightmost child. Unused (0) in leaves.
+    static let linkOffset = 12
+    /// Bytes inside the content area that belong to removed cells.
+    static let fragmentedOffset = 16
+
+    static let leafCellHeader = 8
+    static let branchCellHeader = 6
+
+    /// The largest cell a node may hold, so that any full node plus one cell splits into two nodes.
+    static func maxCell(pageSize: Int) -> Int { (pageSize - headerSize) / 3 - 2 }
+}
+
+/// Where a leaf cell keeps its value.
+enum LeafValue {
+    case inline(offset: Int, length: Int)
+    case overflow(firstPage: PageNumber, length: Int)
+
+    var length: Int {
+        switch self {
+        case .inline(_, let length), .overflow(_, let length): return length
+        }
+    }
+}
+
+extension Page {
+    static func emptyNode(kind: PageKind, size: Int) -> Page {
+        var page = Page(size: size)
+        page.setU8(NodeLayout.kindOffset, kind.rawValue)
+        page.setU32(NodeLayout.contentStartOffset, UInt32(size))
+        return page
+    }
+
+    var isLeaf: Bool { kind == PageKind.leaf.rawValue }
+    var cellCount: Int { Int(u16(NodeLayout.cellCountOffset)) }
+    var contentStart: Int { Int(u32(NodeLayout.contentStartOffset)) }
+    var fragmentedBytes: Int { Int(u32(NodeLayout.fragmentedOffset)) }
+    var contiguousFree: Int { contentStart - (NodeLayout.headerSize + 2 * cellCount) }
+    var totalFree: Int { contiguousFree + fragmentedBytes }
+    var usedBytes: Int { size - NodeLayout.headerSize - totalFree }
+
+    @inline(__always) func cellOffset(_ index: Int) -> Int {
+        precondition(index >= 0 && index < cellCount, "cell index out of range")
+        return Int(u16(NodeLayout.headerSize + 2 * index))
+    }
+
+    // MARK: Leaf cells: keyLength u16, ownerLength u8, valueKind u8, valueLength u32, key, owner, value or page.
+
+    @inline(__always) func leafKeyLength(at offset: Int) -> Int { Int(u16(offset)) }
+
+    func leafCellSize(at offset: Int) -> Int {
+        let key = Int(u16(offset))
+        let owner = Int(u8(offset + 2))
+        let isOverflow = u8(offset + 3) != 0
+        let value = isOverflow ? 4 : Int(u32(offset + 4))
+        return NodeLayout.leafCellHeader + key + owner + value
+    }
+
+    func leafKey(_ index: Int) -> [UInt8] {
+        let offset = cellOffset(index)
+        return copyBytes(at: offset + NodeLayout.leafCellHeader, count: Int(u16(offset)))
+    }
+
+    func leafOwner(_ index: Int) -> [UInt8] {
+        let offset = cellOffset(index)
+        let keyLength = Int(u16(offset))
+        return copyBytes(at: offset + NodeLayout.leafCellHeader + keyLength, count: Int(u8(offset + 2)))
+    }
+
+    func leafValue(_ index: Int) -> LeafValue {
+        let offset = cellOffset(index)
+        let start = offset + NodeLayout.leafCellHeader + Int(u16(offset)) + Int(u8(offset + 2))
+        let length = Int(u32(offset + 4))
+        if u8(offset + 3) != 0 { return .overflow(firstPage: PageNumber(u32(start)), length: length) }
+        return .inline(offset: start, length: length)
+    }
+
+    static func leafCell(key: [UInt8], owner: [UInt8], value: [UInt8]?, overflow: (PageNumber, Int)?) -> [UInt8] {
+        var cell: [UInt8] = []
+        let valueBytes = overflow == nil ? (value?.count ?? 0) : 4
+        cell.reserveCapacity(NodeLayout.leafCellHeader + key.count + owner.count + valueBytes)
+        cell.append(UInt8(key.count & 0xFF))
+        cell.append(UInt8(key.count >> 8))
+        cell.append(UInt8(owner.count))
+        cell.append(overflow == nil ? 0 : 1)
+        let length = UInt32(overflow?.1 ?? value?.count ?? 0)
+        withUnsafeBytes(of: length.littleEndian) { cell.append(contentsOf: $0) }
+        cell.append(contentsOf: key)
+        cell.append(contentsOf: owner)
+        if let (page, _) = overflow {
+            withUnsafeBytes(of: page.rawValue.littleEndian) { cell.append(contentsOf: $0) }
+        } else if let value {
+            cell.append(contentsOf: value)
+        }
+        return cell
+    }
+
+    // MARK: Branch cells: child u32, keyLength u16, key. Child i holds keys below key i.
+
+    func branchChild(_ index: Int) -> PageNumber {
+        if index == cellCount { return PageNumber(u32(NodeLayout.linkOffset)) }
+        return PageNumber(u32(cellOffset(index)))
+    }
+
+    mutating func setBranchChild(_ index: Int, _ child: PageNumber) {
+        if index == cellCount {
+            setU32(NodeLayout.linkOffset, child.rawValue)
+        } else {
+            setU32(cellOffset(index), child.rawValue)
+        }
+    }
+
+    func branchKey(_ index: Int) -> [UInt8] {
+        let offset = cellOffset(index)
+        return copyBytes(at: offset + NodeLayout.branchCellHeader, count: Int(u16(offset + 4)))
+    }
+
+    static func branchCell(child: PageNumber, key: [UInt8]) -> [UInt8] {
+        var cell: [UInt8] = []
+        cell.reserveCapacity(NodeLayout.branchCellHeader + key.count)
+        withUnsafeBytes(of: child.rawValue.littleEndian) { cell.append(contentsOf: $0) }
+        cell.append(UInt8(key.count & 0xFF))
+        cell.append(UInt8(key.count >> 8))
+        cell.append(contentsOf: key)
+        return cell
+    }
+
+    func cellSize(at offset: Int) -> Int {
+        isLeaf ? leafCellSize(at: offset) : NodeLayout.branchCellHeader + Int(u16(offset + 4))
+    }
+
+    func cellBytes(_ index: Int) -> [UInt8] {
+        let offset = cellOffset(index)
+        return copyBytes(at: offset, count: cellSize(at: offset))
+    }
+
+    // MARK: Search
+
+    /// Compares `key` with the key of cell `index`.
+    @inline(__always) func compareKey(_ key: UnsafeRawBufferPointer, cell index: Int) -> Int {
+        let offset = cellOffset(index)
+        if isLeaf {
+            return compare(key, withBytesAt: offset + NodeLayout.leafCellHeader, count: Int(u16(offset)))
+        }
+        return compare(key, withBytesAt: offset + NodeLayout.branchCellHeader, count: Int(u16(offset + 4)))
+    }
+
+    /// Leaves: the first cell whose key is >= `key`, and whether it is equal.
+    func leafSearch(_ key: [UInt8]) -> (index: Int, found: Bool) {
+        key.withUnsafeBytes { k in
+            var low = 0
+            var high = cellCount
+            while low < high {
+                let mid = (low + high) / 2
+                let c = compareKey(k, cell: mid)
+                if c == 0 { return (mid, true) }
+                if c < 0 { high = mid } else { low = mid + 1 }
+            }
+            return (low, false)
+        }
+    }
+
+    /// Branches: the index of the child whose range holds `key` (the number of separators <= key).
+    func childIndex(for key: [UInt8]) -> Int {
+        key.withUnsafeBytes { k in
+            var low = 0
+            var high = cellCount
+            while low < high {
+                let mid = (low + high) / 2
+                if compareKey(k, cell: mid) < 0 { high = mid } else { low = mid + 1 }
+            }
+            return low
+        }
+    }
+
+    // MARK: Changes
+
+    /// Inserts `cell` as cell `index`; returns false when it does not fit (the caller splits).
+    mutating func insertCell(_ cell: [UInt8], at index: Int) -> Bool {
+        precondition(index >= 0 && index <= cellCount, "insert index out of range")
+        let needed = cell.count + 2
+        if contiguousFree < needed {
+            guard totalFree >= needed else { return false }
+            defragment()
+        }
+        let count = cellCount
+        let start = contentStart - cell.count
+        setBytes(at: start, cell)
+        setU32(NodeLayout.contentStartOffset, UInt32(start))
+        let slot = NodeLayout.headerSize + 2 * index
+        moveBytes(from: slot, to: slot + 2, count: 2 * (count - index))
+        setU16(slot, UInt16(start))
+        setU16(NodeLayout.cellCountOffset, UInt16(count + 1))
+        return true
+    }
+
+    mutating func removeCell(at index: Int) {
+        let count = cellCount
+        let offset = cellOffset(index)
+        let size = cellSize(at: offset)
+        let slot = NodeLayout.headerSize + 2 * index
+        moveBytes(from: slot + 2, to: slot, count: 2 * (count - index - 1))
+        setU16(NodeLayout.cellCountOffset, UInt16(count - 1))
+        if offset == contentStart {
+            setU32(NodeLayout.contentStartOffset, UInt32(offset + size))
+        } else {
+            setU32(NodeLayout.fragmentedOffset, UInt32(fragmentedBytes + size))
+        }
+    }
+
+    /// Rewrites the node with `cells` in order, keeping its kind and setting its link.
+    mutating func rebuild(cells: [[UInt8]], link: PageNumber) {
+        let kind = self.kind
+        var page = Page(size: size)
+        page.setU8(NodeLayout.kindOffset, kind)
+        page.setU32(NodeLayout.linkOffset, link.rawValue)
+        var end = size
+        for (i, cell) in cells.enumerated() {
+            end -= cell.count
+            page.setBytes(at: end, cell)
+            page.setU16(NodeLayout.headerSize + 2 * i, UInt16(end))
+        }
+        precondition(end >= NodeLayout.headerSize + 2 * cells.count, "rebuilt node overflows its page")
+        page.setU16(NodeLayout.cellCountOffset, UInt16(cells.count))
+        page.setU32(NodeLayout.contentStartOffset, UInt32(end))
+        self = page
+    }
+
+    mutating func defragment() {
+        let cells = (0..<cellCount).map { cellBytes($0) }
+        rebuild(cells: cells, link: PageNumber(u32(NodeLayout.linkOffset)))
+    }
+
+    var allCells: [[UInt8]] { (0..<cellCount).map { cellBytes($0) } }
+
+    // MARK: Validation of pages read from disk
+
+    /// Checks that every offset and length in a leaf or branch page stays inside the page, so the
+    /// accessors above can trust them. Returns a reason when it does not.
+    func nodeStructureProblem() -> String? {
+        let count = cellCount
+        let start = contentStart
+        guard start <= size, NodeLayout.headerSize + 2 * count <= start else { return "cell area overlaps header" }
+        guard fragmentedBytes <= size else { return "impossible fragmented size" }
+        for i in 0..<count {
+            let offset = Int(u16(NodeLayout.headerSize + 2 * i))
+            guard offset >= start, offset + (isLeaf ? NodeLayout.leafCellHeader : NodeLayout.branchCellHeader) <= size
+            else { return "cell \(i) starts outside the content area" }
+            guard offset + cellSize(at: offset) <= size else { return "cell \(i) ends outside the page" }
+            if isLeaf && u8(offset + 3) > 1 { return "cell \(i) has an unknown value kind" }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,66 @@
+/// The pages of a partition as one transaction sees them.
+class PageContext {
+    let pager: Pager
+    let snapshot: Pager.Snapshot
+    /// The header as of this transaction; a write transaction changes its copy.
+    var header: PartitionHeader
+    var path: String { pager.mainFile.path }
+
+    init(pager: Pager, snapshot: Pager.Snapshot) {
+        self.pager = pager
+        self.snapshot = snapshot
+        self.header = snapshot.header
+    }
+
+    func page(_ number: PageNumber) throws -> Page {
+        guard number.rawValue < header.pageCount, number != .header else {
+            throw PartitionDBError.corruptPage(
+                file: path, page: number.rawValue, reason: "a link points to page \(number), outside the tree area")
+        }
+        return try pager.page(number, in: snapshot)
+    }
+
+    /// A page that must be a leaf or a branch.
+    func node(_ number: PageNumber) throws -> Page {
+        let page = try self.page(number)
+        guard page.kind == PageKind.leaf.rawValue || page.kind == PageKind.branch.rawValue else {
+            throw PartitionDBError.corruptPage(
+                file: path, page: number.rawValue, reason: "expected a leaf or branch page")
+        }
+        return page
+    }
+}
+
+/// The pages of a write transaction: its own changed copies over the snapshot it started from.
+final class WriteContext: PageContext {
+    private(set) var dirty: [PageNumber: Page] = [:]
+    /// Grows with every change, so cursors know to find their place again.
+    private(set) var changeCount = 0
+
+    override func page(_ number: PageNumber) throws -> Page {
+        if let page = dirty[number] { return page }
+        return try super.page(number)
+    }
+
+    /// Changes page `number` in place, copying it into the transaction first.
+    func modify<T>(_ number: PageNumber, _ body: (inout Page) throws -> T) throws -> T {
+        changeCount += 1
+        if dirty[number] == nil { dirty[number] = try super.page(number) }
+        return try body(&dirty[number]!)
+    }
+
+    func put(_ number: PageNumber, _ page: Page) {
+        precondition(number != .header, "the header page is written from `header`")
+        changeCount += 1
+        dirty[number] = page
+    }
+
+    var pageSize: Int { header.pageSize }
+
+    /// All changed pages, the header included.
+    func pagesForCommit() -> [PageNumber: Page] {
+        var pages = dirty
+        pages[.header] = header.encode()
+        return pages
+    }
+}

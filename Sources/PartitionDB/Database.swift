@@ -1,0 +1,179 @@
+/// A database: one directory on one host, holding the partitions of the host's region and the
+/// global residency directory partition. Layout of the directory: spec/file-format.md#database-directory
+///
+/// Open it once per process; a second process gets `locked(pid:)`.
+public final class Database: @unchecked Sendable {
+    public let path: String
+    /// The region this host serves. Partitions of other regions are refused.
+    public let region: Region
+    public let options: Options
+    let fileSystem: any FileSystem
+    private let lock: FileLock
+
+    public static let globalPartitionName = "global"
+    static let identityFileName = "PARTITIONDB"
+    static let partitionSuffix = ".pdb"
+
+    /// Protects `partitions` and `resolver`.
+    private let stateLock = Lock()
+    private var partitions: [String: Partition] = [:]
+    private var resolver: (any HomeRegionResolver)? = nil
+
+    private init(path: String, region: Region, options: Options, fileSystem: any FileSystem, lock: FileLock) {
+        self.path = path
+        self.region = region
+        self.options = options
+        self.fileSystem = fileSystem
+        self.lock = lock
+    }
+
+    /// Creates a database for a host of `region` in the directory `path` (created if missing, and
+    /// it must not hold a database already), with an empty global partition.
+    public static func create(at path: String, region: Region, options: Options = Options()) throws -> Database {
+        try create(at: path, region: region, options: options, fileSystem: PosixFileSystem())
+    }
+
+    package static func create(at path: String, region: Region, options: Options, fileSystem: any FileSystem) throws
+        -> Database
+    {
+        guard !region.isGlobal else {
+            throw PartitionDBError.invalidName(
+                kind: "region", name: region.name, reason: "global is reserved for the directory")
+        }
+        try fileSystem.makeDirectory(path)
+        let lock = try FileLock(path: path + "/LOCK")
+        let identity = path + "/" + identityFileName
+        guard !fileSystem.exists(identity) else { throw PartitionDBError.databaseExists(path: path) }
+        try PartitionFile.create(
+            at: partitionPath(path, globalPartitionName), directory: path, name: globalPartitionName, region: .global,
+            pageSize: options.pageSize, fileSystem: fileSystem)
+        // The identity file is written last: a directory without it is not a database yet.
+        let text = "partitiondb 1\nregion \(region.name)\n"
+        let temporary = identity + ".creating"
+        let file = try fileSystem.open(temporary, create: true)
+        defer { file.close() }
+        try file.write(Array(text.utf8), at: 0)
+        try file.sync()
+        try fileSystem.rename(temporary, to: identity)
+        try fileSystem.syncDirectory(path)
+        return Database(path: path, region: region, options: options, fileSystem: fileSystem, lock: lock)
+    }
+
+    /// Opens the database in `path` as a host of `region`; refuses a database of another region.
+    public static func open(at path: String, region: Region, options: Options = Options()) throws -> Database {
+        try open(at: path, region: region, options: options, fileSystem: PosixFileSystem())
+    }
+
+    package static func open(at path: String, region: Region, options: Options, fileSystem: any FileSystem) throws
+        -> Database
+    {
+        let found = try storedRegion(at: path, fileSystem: fileSystem)
+        guard found == region else {
+            throw PartitionDBError.regionMismatch(path: path, expected: region.name, found: found.name)
+        }
+        let lock = try FileLock(path: path + "/LOCK")
+        return Database(path: path, region: region, options: options, fileSystem: fileSystem, lock: lock)
+    }
+
+    /// The region recorded in the database directory `path` by `create`.
+    public static func storedRegion(at path: String) throws -> Region {
+        try storedRegion(at: path, fileSystem: PosixFileSystem())
+    }
+
+    static func storedRegion(at path: String, fileSystem: any FileSystem) throws -> Region {
+        let identity = path + "/" + identityFileName
+        guard fileSystem.exists(identity) else { throw PartitionDBError.noSuchDatabase(path: path) }
+        let file = try fileSystem.open(identity, create: false)
+        defer { file.close() }
+        let size = try file.size()
+        guard size < 4096 else { throw PartitionDBError.badFormat(file: identity, reason: "identity file too large") }
+        let text = String(decoding: try file.read(at: 0, count: Int(size)), as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init)
+        guard lines.first == "partitiondb 1", lines.count >= 2, lines[1].hasPrefix("region "),
+            let region = try? Region(String(lines[1].dropFirst("region ".count)))
+        else { throw PartitionDBError.badFormat(file: identity, reason: "not a PartitionDB identity file") }
+        return region
+    }
+
+    static func partitionPath(_ directory: String, _ name: String) -> String {
+        directory + "/" + name + partitionSuffix
+    }
+
+    // MARK: Residency
+
+    /// Sets the resolver the engine asks for each owner's home region on every put.
+    public func setResolver(_ resolver: any HomeRegionResolver) {
+        stateLock.withLock { self.resolver = resolver }
+    }
+
+    private var currentResolver: (any HomeRegionResolver)? { stateLock.withLock { resolver } }
+
+    // MARK: Partitions
+
+    /// Creates a partition of this host's region. Naming another region (or `global`) is refused
+    /// and creates nothing.
+    @discardableResult
+    public func createPartition(_ name: String, region requested: Region? = nil) throws -> Partition {
+        try Names.validate(name, kind: "partition")
+        let region = requested ?? self.region
+        guard region == self.region else {
+            throw PartitionDBError.regionMismatch(
+                path: Database.partitionPath(path, name), expected: self.region.name, found: region.name)
+        }
+        guard name != Database.globalPartitionName else { throw PartitionDBError.partitionExists(name: name) }
+        let file = Database.partitionPath(path, name)
+        guard !fileSystem.exists(file) else { throw PartitionDBError.partitionExists(name: name) }
+        try PartitionFile.create(
+            at: file, directory: path, name: name, region: region, pageSize: options.pageSize, fileSystem: fileSystem)
+        return try partition(name)
+    }
+
+    /// The open partition `name`, opening it on first use. A partition file of another region is
+    /// refused.
+    public func partition(_ name: String) throws -> Partition {
+        try Names.validate(name, kind: "partition")
+        return try stateLock.withLock {
+            if let open = partitions[name] { return open }
+            let file = Database.partitionPath(path, name)
+            guard fileSystem.exists(file) else { throw PartitionDBError.noSuchPartition(name: name) }
+            let region = name == Database.globalPartitionName ? Region.global : self.region
+            let pager = try PartitionFile.open(
+                at: file, expectedRegion: region, options: options, fileSystem: fileSystem)
+            let partition = Partition(
+                name: name, region: region, path: file, fileSystem: fileSystem, pager: pager, options: options,
+                resolver: { [weak self] in self?.currentResolver })
+            partitions[name] = partition
+            return partition
+        }
+    }
+
+    /// The global partition that holds the residency directory.
+    public func globalPartition() throws -> Partition { try partition(Database.globalPartitionName) }
+
+    /// The names of the partition files in the directory, `global` included, sorted.
+    public func partitionNames() throws -> [String] {
+        try fileSystem.list(path).filter { $0.hasSuffix(Database.partitionSuffix) }
+            .map { String($0.dropLast(Database.partitionSuffix.count)) }
+            .filter { (try? Names.validate($0, kind: "partition")) != nil }
+    }
+
+    /// Closes every open partition (checkpointing it) and releases the directory's lock.
+    public func close() throws {
+        let open = stateLock.withLock {
+            let all = Array(partitions.values)
+            partitions = [:]
+            return all
+        }
+        var firstError: Error? = nil
+        for partition in open {
+            do { try partition.close() } catch { if firstError == nil { firstError = error } }
+        }
+        lock.release()
+        if let firstError { throw firstError }
+    }
+
+    /// Forgets an open partition handle (after compaction or restore replaced its file).
+    func forget(_ name: String) {
+        stateLock.withLock { _ = partitions.removeValue(forKey: name) }
+    }
+}

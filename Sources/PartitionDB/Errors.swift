@@ -1,0 +1,140 @@
+/// Every error the engine throws. Messages say what happened, where, and what to do next;
+/// they never contain keys, values or other record contents.
+public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A system call failed. `operation` is the call, `path` the file it was made on.
+    case io(errno: Int32, operation: String, path: String)
+    /// A short read: the file ended before the bytes the engine needed.
+    case unexpectedEndOfFile(path: String, offset: UInt64)
+    /// A page failed its checksum or its structure is impossible.
+    case corruptPage(file: String, page: UInt32, reason: String)
+    /// A file that is not a PartitionDB file, or of a format this build does not read.
+    case badFormat(file: String, reason: String)
+    /// Another process holds the database's lock file.
+    case locked(path: String, pid: Int32)
+    /// The database directory or a partition belongs to a region other than this host's.
+    case regionMismatch(path: String, expected: String, found: String)
+    /// A write would put a record of `owner` into a partition outside the owner's home region.
+    case crossRegionWrite(owner: String, home: String, partition: String)
+    /// A write names an owner whose home region is not known.
+    case unknownHome(owner: String, partition: String)
+    /// A record in a regional partition must have an owner; records in `global` must not.
+    case ownerRequired(partition: String)
+    case ownerNotAllowed(partition: String)
+    case invalidName(kind: String, name: String, reason: String)
+    case noSuchPartition(name: String)
+    case partitionExists(name: String)
+    case noSuchTable(partition: String, table: String)
+    case databaseExists(path: String)
+    case noSuchDatabase(path: String)
+    case keyTooLarge(size: Int, limit: Int)
+    case keyEmpty
+    case valueTooLarge(size: Int, limit: Int)
+    case ownerTooLarge(size: Int, limit: Int)
+    /// An earlier write or fsync failed; the handle refuses writes until it is reopened.
+    case needsReopen(partition: String)
+    /// The change stream asked for starts before the oldest change still in the log.
+    case changesNotRetained(partition: String, requestedAfter: UInt64, oldestRetained: UInt64)
+    /// A change stream does not fit this copy of the partition.
+    case changeStreamMismatch(partition: String, reason: String)
+    case badBackup(path: String, reason: String)
+    case compression(reason: String)
+    case closed(partition: String)
+
+    public var description: String {
+        switch self {
+        case .io(let errno, let operation, let path):
+            return "I/O error \(errno) (\(String(cString: strerror(errno)))) in \(operation) on \(path)"
+        case .unexpectedEndOfFile(let path, let offset):
+            return "\(path) ends before offset \(offset): the file is truncated; restore it from a backup"
+        case .corruptPage(let file, let page, let reason):
+            return "page \(page) of \(file) is damaged (\(reason)); run `pdb check` and restore from a backup"
+        case .badFormat(let file, let reason):
+            return "\(file) is not a readable PartitionDB file: \(reason)"
+        case .locked(let path, let pid):
+            return "\(path) is locked by process \(pid); stop that process or open another database"
+        case .regionMismatch(let path, let expected, let found):
+            return "\(path) belongs to region \(found), but this host serves region \(expected); it stays untouched"
+        case .crossRegionWrite(let owner, let home, let partition):
+            return
+                "refused: subject \(owner) lives in region \(home), not in the region of partition \(partition); write it on a host of region \(home)"
+        case .unknownHome(let owner, let partition):
+            return
+                "refused: subject \(owner) has no home region, so nothing of it may be written to \(partition); assign a home first"
+        case .ownerRequired(let partition):
+            return "every record in regional partition \(partition) needs an owner subject"
+        case .ownerNotAllowed(let partition):
+            return "records in the global partition \(partition) have no owner; drop the owner"
+        case .invalidName(let kind, let name, let reason):
+            return "invalid \(kind) name '\(name)': \(reason)"
+        case .noSuchPartition(let name):
+            return "there is no partition named \(name); create it with `pdb create-partition`"
+        case .partitionExists(let name):
+            return "a partition named \(name) exists already"
+        case .noSuchTable(let partition, let table):
+            return "partition \(partition) has no table named \(table)"
+        case .databaseExists(let path):
+            return "\(path) holds a database already"
+        case .noSuchDatabase(let path):
+            return "\(path) is not a PartitionDB database; create one with `pdb init`"
+        case .keyTooLarge(let size, let limit):
+            return "key of \(size) bytes exceeds the limit of \(limit) bytes"
+        case .keyEmpty:
+            return "keys must not be empty"
+        case .valueTooLarge(let size, let limit):
+            return "value of \(size) bytes exceeds the limit of \(limit) bytes"
+        case .ownerTooLarge(let size, let limit):
+            return "owner id of \(size) bytes exceeds the limit of \(limit) bytes"
+        case .needsReopen(let partition):
+            return "an earlier I/O error occurred on partition \(partition); close and reopen it before writing again"
+        case .changesNotRetained(let partition, let after, let oldest):
+            return
+                "changes of \(partition) after LSN \(after) are no longer retained (oldest kept: \(oldest)); copy a fresh backup instead"
+        case .changeStreamMismatch(let partition, let reason):
+            return "change stream does not fit partition \(partition): \(reason)"
+        case .badBackup(let path, let reason):
+            return "\(path) is not a usable backup: \(reason)"
+        case .compression(let reason):
+            return "zstd failed: \(reason)"
+        case .closed(let partition):
+            return "partition \(partition) is closed"
+        }
+    }
+
+    /// A short, stable machine-readable code (used by `pdb --json` and `pdb apply`).
+    public var code: String {
+        switch self {
+        case .io: return "io"
+        case .unexpectedEndOfFile: return "truncated"
+        case .corruptPage: return "corrupt_page"
+        case .badFormat: return "bad_format"
+        case .locked: return "locked"
+        case .regionMismatch: return "region_mismatch"
+        case .crossRegionWrite: return "cross_region_write"
+        case .unknownHome: return "unknown_home"
+        case .ownerRequired: return "owner_required"
+        case .ownerNotAllowed: return "owner_not_allowed"
+        case .invalidName: return "invalid_name"
+        case .noSuchPartition: return "no_such_partition"
+        case .partitionExists: return "partition_exists"
+        case .noSuchTable: return "no_such_table"
+        case .databaseExists: return "database_exists"
+        case .noSuchDatabase: return "no_such_database"
+        case .keyTooLarge: return "key_too_large"
+        case .keyEmpty: return "key_empty"
+        case .valueTooLarge: return "value_too_large"
+        case .ownerTooLarge: return "owner_too_large"
+        case .needsReopen: return "needs_reopen"
+        case .changesNotRetained: return "changes_not_retained"
+        case .changeStreamMismatch: return "change_stream_mismatch"
+        case .badBackup: return "bad_backup"
+        case .compression: return "compression"
+        case .closed: return "closed"
+        }
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif

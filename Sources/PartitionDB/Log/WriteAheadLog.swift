@@ -1,0 +1,253 @@
+/// The write-ahead log of one partition: a header and a sequence of frames, each a page image.
+/// The last frame of a commit carries the commit's page count and LSN; a commit is in the log
+/// exactly when all its frames are valid. Layout and recovery: spec/file-format.md#write-ahead-log
+///
+/// The writer appends with `write(...)` (no lock: one writer at a time, and no reader looks at
+/// frames that are not yet published), then publishes the frames with `publish(...)` under the
+/// partition's state lock. Readers look frames up with `latestFrame(...)` under the same lock.
+final class WriteAheadLog {
+    static let headerSize = 64
+    static let frameHeaderSize = 32
+    static let magic: [UInt8] = Array("PDBWAL\0\u{1}".utf8)
+    static let version: UInt32 = 1
+
+    let file: any FileHandle
+    let pageSize: Int
+    let fileID: [UInt8]
+    var frameSize: Int { WriteAheadLog.frameHeaderSize + pageSize }
+
+    /// Random per restart; frames of earlier restarts carry another salt and are ignored.
+    private(set) var salt: UInt64
+    /// Counts restarts since the partition was opened; part of page-cache keys.
+    private(set) var generation: UInt64 = 1
+    /// Frames of complete commits since the last restart.
+    private(set) var frameCount = 0
+    /// Frames below this number have been copied into the partition file.
+    var backfilled = 0
+    /// Whether every published frame is known to be on disk.
+    var isSynced = true
+    /// For each page, the frames holding an image of it, ascending.
+    private var index: [UInt32: [Int32]] = [:]
+    /// The commits still in the log: LSN and the frame after the commit's last frame.
+    private(set) var commits: [(lsn: LSN, endFrame: Int)] = []
+    /// Set by `restart()` and by recovery of an empty log: the next write starts a new log at offset 0.
+    private var restartPending = false
+
+    init(file: any FileHandle, pageSize: Int, fileID: [UInt8]) {
+        self.file = file
+        self.pageSize = pageSize
+        self.fileID = fileID
+        self.salt = UInt64.random(in: 1...UInt64.max)
+    }
+
+    func frameOffset(_ frame: Int) -> UInt64 { UInt64(WriteAheadLog.headerSize + frame * frameSize) }
+
+    // MARK: Recovery
+
+    /// Reads the log from disk and keeps every complete commit up to the first bad frame.
+    func recover() throws {
+        let size = try file.size()
+        index = [:]
+        commits = []
+        frameCount = 0
+        guard size >= UInt64(WriteAheadLog.headerSize) else {
+            restartPending = true
+            return
+        }
+        let header = Page(bytes: try file.read(at: 0, count: WriteAheadLog.headerSize))
+        let storedChecksum = header.u32(60)
+        let computed = header.bytes.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<60])) }
+        guard Array(header.bytes[0..<8]) == WriteAheadLog.magic, storedChecksum == computed else {
+            // A torn or foreign header: no frame after it can be trusted, and none was acknowledged
+            // without a complete header (the header and the first frames share one fsync).
+            restartPending = true
+            return
+        }
+        guard header.u32(8) == WriteAheadLog.version else {
+            throw PartitionDBError.badFormat(file: file.path, reason: "log version \(header.u32(8))")
+        }
+        guard Int(header.u32(12)) == pageSize, header.copyBytes(at: 16, count: 16) == fileID else {
+            throw PartitionDBError.badFormat(
+                file: file.path, reason: "the log belongs to another partition file; move it away to open without it")
+        }
+        salt = header.u64(32)
+
+        var pending: [(UInt32, Int32)] = []
+        var frame = 0
+        // Every frame of a commit carries the commit's LSN, and commits follow each other by one.
+        var expectedLSN: LSN? = nil
+        let batch = max(1, (1 << 20) / frameSize)
+        scan: while frameOffset(frame) + UInt64(frameSize) <= size {
+            let available = Int((size - frameOffset(frame)) / UInt64(frameSize))
+            let n = min(batch, available)
+            let chunk = try file.read(at: frameOffset(frame), count: n * frameSize)
+            for i in 0..<n {
+                guard let parsed = WriteAheadLog.parseFrame(chunk, at: i * frameSize, pageSize: pageSize, salt: salt)
+                else { break scan }
+                if let expected = expectedLSN, parsed.lsn != expected { break scan }
+                expectedLSN = parsed.lsn
+                pending.append((parsed.page.rawValue, Int32(frame)))
+                if parsed.isCommit {
+                    for (page, f) in pending { index[page, default: []].append(f) }
+                    pending.removeAll()
+                    commits.append((parsed.lsn, frame + 1))
+                    frameCount = frame + 1
+                    expectedLSN = parsed.lsn.next
+                }
+                frame += 1
+            }
+        }
+        backfilled = 0
+        isSynced = true
+    }
+
+    struct FrameHeader {
+        var page: PageNumber
+        var commitPageCount: UInt32
+        var lsn: LSN
+        var isCommit: Bool { commitPageCount != 0 }
+    }
+
+    /// Parses and verifies the frame at `base` in `bytes`; nil when it is not a valid frame of this log.
+    static func parseFrame(_ bytes: [UInt8], at base: Int, pageSize: Int, salt: UInt64) -> FrameHeader? {
+        guard base + frameHeaderSize + pageSize <= bytes.count else { return nil }
+        return bytes.withUnsafeBytes { raw -> FrameHeader? in
+            let pageNumber = raw.loadUnaligned(fromByteOffset: base, as: UInt32.self).littleEndian
+            let commitPageCount = raw.loadUnaligned(fromByteOffset: base + 4, as: UInt32.self).littleEndian
+            let lsn = raw.loadUnaligned(fromByteOffset: base + 8, as: UInt64.self).littleEndian
+            let frameSalt = raw.loadUnaligned(fromByteOffset: base + 16, as: UInt64.self).littleEndian
+            let stored = raw.loadUnaligned(fromByteOffset: base + 24, as: UInt32.self).littleEndian
+            guard frameSalt == salt, lsn > 0 else { return nil }
+            let pageStart = base + frameHeaderSize
+            var crc = CRC32C.update(0, UnsafeRawBufferPointer(rebasing: raw[base..<(base + 24)]))
+            crc = CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: raw[pageStart..<(pageStart + 4)]))
+            guard crc == stored else { return nil }
+            let pageChecksum = raw.loadUnaligned(fromByteOffset: pageStart, as: UInt32.self).littleEndian
+            let body = CRC32C.update(0, UnsafeRawBufferPointer(rebasing: raw[(pageStart + 4)..<(pageStart + pageSize)]))
+            guard pageChecksum == body ^ (pageNumber &* 0x9E37_79B1) else { return nil }
+            return FrameHeader(page: PageNumber(pageNumber), commitPageCount: commitPageCount, lsn: LSN(lsn))
+        }
+    }
+
+    // MARK: Appending
+
+    /// Writes one commit's pages (already sealed) after the published frames, and syncs when
+    /// `sync` is true. Nothing becomes visible to readers until `publish`.
+    func write(commit pages: [(PageNumber, Page)], lsn: LSN, pageCount: UInt32, sync: Bool) throws {
+        precondition(!pages.isEmpty, "a commit writes at least the header page")
+        var offset: UInt64
+        var buffer: [UInt8] = []
+        let chunkLimit = 4 << 20
+        buffer.reserveCapacity(min(chunkLimit, WriteAheadLog.headerSize + pages.count * frameSize))
+        if restartPending {
+            salt = UInt64.random(in: 1...UInt64.max)
+            buffer.append(contentsOf: encodeHeader())
+            offset = 0
+        } else {
+            offset = frameOffset(frameCount)
+        }
+        for (i, (number, page)) in pages.enumerated() {
+            let isLast = i == pages.count - 1
+            appendFrame(to: &buffer, number: number, page: page, lsn: lsn, commitPageCount: isLast ? pageCount : 0)
+            if buffer.count >= chunkLimit || isLast {
+                try file.write(buffer, at: offset)
+                offset += UInt64(buffer.count)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        if sync { try file.sync() }
+    }
+
+    func encodeHeader() -> [UInt8] {
+        var header = Page(size: WriteAheadLog.headerSize)
+        header.setBytes(at: 0, WriteAheadLog.magic)
+        header.setU32(8, WriteAheadLog.version)
+        header.setU32(12, UInt32(pageSize))
+        header.setBytes(at: 16, fileID)
+        header.setU64(32, salt)
+        header.setU64(40, generation)
+        let crc = header.bytes.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<60])) }
+        header.setU32(60, crc)
+        return header.bytes
+    }
+
+    private func appendFrame(
+        to buffer: inout [UInt8], number: PageNumber, page: Page, lsn: LSN, commitPageCount: UInt32
+    ) {
+        precondition(page.size == pageSize, "frame page size mismatch")
+        var header = [UInt8](repeating: 0, count: WriteAheadLog.frameHeaderSize)
+        header.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: number.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: commitPageCount.littleEndian, toByteOffset: 4, as: UInt32.self)
+            raw.storeBytes(of: lsn.rawValue.littleEndian, toByteOffset: 8, as: UInt64.self)
+            raw.storeBytes(of: salt.littleEndian, toByteOffset: 16, as: UInt64.self)
+        }
+        var crc = header.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
+        crc = page.bytes.withUnsafeBytes { CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: $0[0..<4])) }
+        header.withUnsafeMutableBytes { $0.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self) }
+        buffer.append(contentsOf: header)
+        buffer.append(contentsOf: page.bytes)
+    }
+
+    /// Makes the frames written by the last `write` visible. Call under the state lock.
+    func publish(pages: [PageNumber], lsn: LSN, synced: Bool) {
+        restartPending = false
+        for (i, number) in pages.enumerated() {
+            index[number.rawValue, default: []].append(Int32(frameCount + i))
+        }
+        frameCount += pages.count
+        commits.append((lsn, frameCount))
+        if !synced { isSynced = false }
+    }
+
+    // MARK: Lookup
+
+    /// The newest frame of `page` below `limit`. Call under the state lock.
+    func latestFrame(of page: PageNumber, below limit: Int) -> Int? {
+        guard limit > 0, let frames = index[page.rawValue] else { return nil }
+        // Frames are ascending; the common case is the last one.
+        if let last = frames.last, Int(last) < limit { return Int(last) }
+        var low = 0
+        var high = frames.count
+        while low < high {
+            let mid = (low + high) / 2
+            if Int(frames[mid]) < limit { low = mid + 1 } else { high = mid }
+        }
+        return low == 0 ? nil : Int(frames[low - 1])
+    }
+
+    /// The pages with frames in `range`, each with its newest frame in the range.
+    func newestFrames(in range: Range<Int>) -> [(PageNumber, Int)] {
+        var result: [(PageNumber, Int)] = []
+        for page in index.keys {
+            if let f = latestFrame(of: PageNumber(page), below: range.upperBound), f >= range.lowerBound {
+                result.append((PageNumber(page), f))
+            }
+        }
+        return result.sorted { $0.0 < $1.0 }
+    }
+
+    func readFrame(_ frame: Int) throws -> Page {
+        Page(bytes: try file.read(at: frameOffset(frame) + UInt64(WriteAheadLog.frameHeaderSize), count: pageSize))
+    }
+
+    func readFrameHeader(_ frame: Int) throws -> FrameHeader {
+        let bytes = try file.read(at: frameOffset(frame), count: WriteAheadLog.frameHeaderSize)
+        let page = Page(bytes: bytes)
+        return FrameHeader(page: PageNumber(page.u32(0)), commitPageCount: page.u32(4), lsn: LSN(page.u64(8)))
+    }
+
+    /// Forgets every frame (all are in the partition file) and starts the log over at offset 0 with
+    /// the next write. Call under the state lock, only when no reader needs a frame.
+    func restart() {
+        precondition(backfilled == frameCount, "restarting a log whose frames are not all in the partition file")
+        restartPending = true
+        index = [:]
+        commits = []
+        frameCount = 0
+        backfilled = 0
+        generation += 1
+    }
+
+    var isRestartPending: Bool { restartPending }
+}

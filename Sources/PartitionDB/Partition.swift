@@ -1,0 +1,165 @@
+/// One region-tagged B+tree file of named tables. Open it through `Database`.
+///
+/// Any number of `read` transactions run at once, each on the snapshot of the newest commit at
+/// its start; one `write` transaction runs at a time. Readers and the writer never wait for each
+/// other (see `Pager`).
+public final class Partition: @unchecked Sendable {
+    public let name: String
+    public let region: Region
+    public let path: String
+    let fileSystem: any FileSystem
+    let resolver: @Sendable () -> (any HomeRegionResolver)?
+    let options: Options
+    var pager: Pager
+
+    /// Serializes write transactions, checkpoints, compaction and close.
+    private let writerLock = Lock()
+    /// Guarded by `writerLock`: set after a failed commit write or sync. Reads still work.
+    private var failure: PartitionDBError? = nil
+    /// Guarded by `writerLock`.
+    private var isClosed = false
+
+    init(
+        name: String, region: Region, path: String, fileSystem: any FileSystem, pager: Pager, options: Options,
+        resolver: @escaping @Sendable () -> (any HomeRegionResolver)?
+    ) {
+        self.name = name
+        self.region = region
+        self.path = path
+        self.fileSystem = fileSystem
+        self.pager = pager
+        self.options = options
+        self.resolver = resolver
+    }
+
+    /// The LSN of the newest commit.
+    public var lastLSN: LSN { pager.latestSnapshot.header.lastLSN }
+
+    // MARK: Transactions
+
+    /// Runs `body` on a snapshot of the newest commit.
+    public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
+        let (id, snapshot) = pager.beginRead()
+        defer { pager.endRead(id) }
+        let transaction = ReadTransaction(context: PageContext(pager: pager, snapshot: snapshot), partition: self)
+        defer { transaction.isFinished = true }
+        return try body(transaction)
+    }
+
+    /// Runs `body` as the partition's one write transaction: commits when it returns, rolls back
+    /// when it throws. With `.durable` the commit is on disk when this returns.
+    public func write<T>(durability: Durability? = nil, _ body: (WriteTransaction) throws -> T) throws -> T {
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        try checkWritable()
+        let context = WriteContext(pager: pager, snapshot: pager.latestSnapshot)
+        context.header.lastLSN = context.header.lastLSN.next
+        let transaction = WriteTransaction(context: context, partition: self)
+        defer { transaction.isFinished = true }
+        let result = try body(transaction)
+        precondition(
+            !transaction.isBroken, "a write transaction whose change failed must not commit; rethrow the error")
+        try transaction.flushCatalog()
+        try commit(context, durability: durability ?? options.durability)
+        return result
+    }
+
+    /// Appends the transaction's pages to the log; called with the writer lock held.
+    private func commit(_ context: WriteContext, durability: Durability) throws {
+        do {
+            try pager.commit(context.pagesForCommit(), header: context.header, durability: durability)
+            if pager.needsCheckpoint { try pager.checkpoint() }
+        } catch let error as PartitionDBError {
+            // A failed write or fsync leaves the disk in an unknown state: never retry it as if it
+            // had worked (the PostgreSQL fsync lesson). Reopening runs recovery from what is on disk.
+            failure = error
+            throw error
+        }
+    }
+
+    private func checkWritable() throws {
+        if isClosed { throw PartitionDBError.closed(partition: name) }
+        if failure != nil { throw PartitionDBError.needsReopen(partition: name) }
+    }
+
+    /// Runs `body` with the writer lock held and writes allowed (maintenance: compaction, apply).
+    func exclusively<T>(_ body: () throws -> T) throws -> T {
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        try checkWritable()
+        do {
+            return try body()
+        } catch let error as PartitionDBError {
+            if case .io = error { failure = error }
+            throw error
+        }
+    }
+
+    // MARK: Residency
+
+    /// Guarantee 1 of the design brief: the region check sits in the engine's write path.
+    func checkResidency(owner: SubjectID?) throws {
+        if region.isGlobal {
+            guard owner == nil else { throw PartitionDBError.ownerNotAllowed(partition: name) }
+            return
+        }
+        guard let owner else { throw PartitionDBError.ownerRequired(partition: name) }
+        guard let home = try resolver()?.homeRegion(of: owner) else {
+            throw PartitionDBError.unknownHome(owner: owner.rawValue, partition: name)
+        }
+        guard home == region else {
+            throw PartitionDBError.crossRegionWrite(owner: owner.rawValue, home: home.name, partition: name)
+        }
+    }
+
+    // MARK: Maintenance
+
+    /// Copies the log into the partition file as far as readers allow.
+    public func checkpoint() throws {
+        try exclusively { _ = try pager.checkpoint() }
+    }
+
+    /// Checkpoints everything and closes the files. Further use throws `closed`.
+    public func close() throws {
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        guard !isClosed else { return }
+        isClosed = true
+        defer {
+            pager.wal.file.close()
+            pager.mainFile.close()
+        }
+        if failure == nil && pager.activeReaders == 0 { try pager.checkpointAll() }
+    }
+
+    /// Facts about the partition for `pdb info`.
+    public func info() throws -> PartitionInfo {
+        let snapshot = pager.latestSnapshot
+        let header = snapshot.header
+        var tables: [String: Int] = [:]
+        try read { tx in
+            for table in try tx.tables() { tables[table] = try tx.count(table) }
+        }
+        return PartitionInfo(
+            name: name, region: region, pageSize: header.pageSize, pageCount: Int(header.pageCount),
+            freePages: Int(header.freeCount), lastLSN: header.lastLSN, logFrames: snapshot.frameLimit,
+            fileID: header.fileID.map {
+                String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16)
+            }
+            .joined(),
+            tables: tables)
+    }
+}
+
+/// What `Partition.info()` reports.
+public struct PartitionInfo: Sendable, Equatable {
+    public var name: String
+    public var region: Region
+    public var pageSize: Int
+    public var pageCount: Int
+    public var freePages: Int
+    public var lastLSN: LSN
+    public var logFrames: Int
+    public var fileID: String
+    public var tables: [String: Int]
+}

@@ -1,0 +1,171 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The only door between the engine and the operating system's files. Every read, write, fsync,
+/// truncate, rename and directory sync goes through these two protocols, so tests can record,
+/// fail or replay them (see spec/testing.md once it exists).
+package protocol FileSystem: Sendable {
+    /// Opens `path` for reading and writing, creating it when `create` is true.
+    func open(_ path: String, create: Bool) throws -> any FileHandle
+    func exists(_ path: String) -> Bool
+    func remove(_ path: String) throws
+    func rename(_ from: String, to: String) throws
+    /// Makes creations, renames and removals in `directory` durable.
+    func syncDirectory(_ directory: String) throws
+    func makeDirectory(_ path: String) throws
+    func list(_ directory: String) throws -> [String]
+}
+
+package protocol FileHandle: AnyObject, Sendable {
+    var path: String { get }
+    /// Reads exactly `count` bytes at `offset`, or throws `unexpectedEndOfFile`.
+    func read(at offset: UInt64, count: Int) throws -> [UInt8]
+    /// Reads exactly `buffer.count` bytes at `offset` into `buffer`.
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
+    func sync() throws
+    func size() throws -> UInt64
+    func truncate(to size: UInt64) throws
+    func close()
+}
+
+extension FileHandle {
+    package func write(_ bytes: [UInt8], at offset: UInt64) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+}
+
+/// The real file system, through POSIX calls.
+package struct PosixFileSystem: FileSystem {
+    package init() {}
+
+    package func open(_ path: String, create: Bool) throws -> any FileHandle {
+        let flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0)
+        let fd = Glibc.open(path, flags, 0o644)
+        guard fd >= 0 else { throw PartitionDBError.io(errno: errno, operation: "open", path: path) }
+        return PosixFileHandle(fd: fd, path: path)
+    }
+
+    package func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
+    package func remove(_ path: String) throws {
+        guard unlink(path) == 0 || errno == ENOENT else {
+            throw PartitionDBError.io(errno: errno, operation: "unlink", path: path)
+        }
+    }
+
+    package func rename(_ from: String, to: String) throws {
+        guard Glibc.rename(from, to) == 0 else {
+            throw PartitionDBError.io(errno: errno, operation: "rename", path: from)
+        }
+    }
+
+    package func syncDirectory(_ directory: String) throws {
+        let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw PartitionDBError.io(errno: errno, operation: "open", path: directory) }
+        defer { Glibc.close(fd) }
+        guard fsync(fd) == 0 else { throw PartitionDBError.io(errno: errno, operation: "fsync", path: directory) }
+    }
+
+    package func makeDirectory(_ path: String) throws {
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+            throw PartitionDBError.io(errno: errno, operation: "mkdir", path: path)
+        }
+    }
+
+    package func list(_ directory: String) throws -> [String] {
+        guard let dir = opendir(directory) else {
+            throw PartitionDBError.io(errno: errno, operation: "opendir", path: directory)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+}
+
+/// A file descriptor. `pread`/`pwrite` carry their own offsets, so one handle serves many threads.
+final class PosixFileHandle: FileHandle, @unchecked Sendable {
+    let fd: Int32
+    let path: String
+
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close() }
+
+    func read(at offset: UInt64, count: Int) throws -> [UInt8] {
+        try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try read(at: offset, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = count
+        }
+    }
+
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PartitionDBError.io(errno: errno, operation: "pread", path: path)
+            }
+            if n == 0 { throw PartitionDBError.unexpectedEndOfFile(path: path, offset: offset + UInt64(done)) }
+            done += n
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PartitionDBError.io(errno: errno, operation: "pwrite", path: path)
+            }
+            done += n
+        }
+    }
+
+    func sync() throws {
+        // fdatasync suffices: every write that matters lies within the file's size, and a size
+        // change is metadata fdatasync flushes too.
+        guard fdatasync(fd) == 0 else { throw PartitionDBError.io(errno: errno, operation: "fsync", path: path) }
+    }
+
+    func size() throws -> UInt64 {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw PartitionDBError.io(errno: errno, operation: "fstat", path: path) }
+        return UInt64(info.st_size)
+    }
+
+    func truncate(to size: UInt64) throws {
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            throw PartitionDBError.io(errno: errno, operation: "ftruncate", path: path)
+        }
+    }
+
+    private let closeLock = Lock()
+    private var isClosed = false
+
+    func close() {
+        closeLock.withLock {
+            if !isClosed {
+                isClosed = true
+                Glibc.close(fd)
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+/// Creating and opening partition files: the steps that must happen in a careful order.
+/// Walk-through of each crash point: spec/file-format.md#creating-and-opening
+enum PartitionFile {
+    static func logPath(_ path: String) -> String { path + "-log" }
+
+    /// Writes a new, empty partition file at `path` through a temporary file and a rename, so a
+    /// crash leaves either no partition or a complete one.
+    static func create(
+        at path: String, directory: String, name: String, region: Region, pageSize: Int, fileID: [UInt8]? = nil,
+        fileSystem: any FileSystem
+    ) throws {
+        guard PartitionHeader.isValidPageSize(pageSize) else {
+            throw PartitionDBError.badFormat(
+                file: path, reason: "page size \(pageSize) is not a power of two in 4096...32768")
+        }
+        var id = fileID ?? []
+        if id.isEmpty { for _ in 0..<16 { id.append(UInt8.random(in: 0...255)) } }
+        let header = PartitionHeader(
+            pageSize: pageSize, fileID: id, region: region, name: name, pageCount: 3, freelistHead: .none,
+            freeCount: 0, catalogRoot: PageNumber(1), ownerIndexRoot: PageNumber(2), nextTableID: 1, lastLSN: .zero)
+        var pages = [
+            header.encode(), Page.emptyNode(kind: .leaf, size: pageSize), Page.emptyNode(kind: .leaf, size: pageSize),
+        ]
+        var bytes: [UInt8] = []
+        for i in pages.indices {
+            pages[i].seal(number: PageNumber(UInt32(i)))
+            bytes.append(contentsOf: pages[i].bytes)
+        }
+        let temporary = path + ".creating"
+        try? fileSystem.remove(temporary)
+        let file = try fileSystem.open(temporary, create: true)
+        defer { file.close() }
+        try file.write(bytes, at: 0)
+        try file.sync()
+        try fileSystem.rename(temporary, to: path)
+        try fileSystem.syncDirectory(directory)
+    }
+
+    /// Opens the partition at `path`, refusing (and creating nothing) when it belongs to a region
+    /// other than `expectedRegion`. Recovers the log and checkpoints it.
+    static func open(
+        at path: String, expectedRegion: Region, options: Options, fileSystem: any FileSystem
+    ) throws -> Pager {
+        let logPath = logPath(path)
+        let mainFile = try fileSystem.open(path, create: false)
+        var handles: [any FileHandle] = [mainFile]
+        do {
+            let size = try mainFile.size()
+            let prefix = try mainFile.read(at: 0, count: Int(min(size, 64)))
+            let pageSize = try PartitionHeader.probePageSize(prefix, file: path)
+            guard size >= UInt64(pageSize) else {
+                throw PartitionDBError.badFormat(file: path, reason: "file is shorter than its header page")
+            }
+            let mainHeaderPage = Page(bytes: try mainFile.read(at: 0, count: pageSize))
+            let mainHeader: PartitionHeader? =
+                mainHeaderPage.hasValidChecksum(number: .header)
+                ? try PartitionHeader.decode(mainHeaderPage, file: path) : nil
+
+            // Without a log, the partition file alone is the truth: check its region before creating
+            // the log. With a log, recovery reads it (read-only) and the newest header decides.
+            let logExists = fileSystem.exists(logPath)
+            if !logExists {
+                guard let mainHeader else {
+                    throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
+                }
+                try checkRegion(mainHeader, expected: expectedRegion, path: path)
+            }
+            let logFile = try fileSystem.open(logPath, create: true)
+            handles.append(logFile)
+            if !logExists { try fileSystem.syncDirectory(directoryOf(path)) }
+            guard let fileID = mainHeader?.fileID ?? fileIDFromLog(logFile) else {
+                throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch and no log copy")
+            }
+            let wal = WriteAheadLog(file: logFile, pageSize: pageSize, fileID: fileID)
+            try wal.recover()
+
+            var header = mainHeader
+            if let frame = wal.latestFrame(of: .header, below: wal.frameCount) {
+                let page = try wal.readFrame(frame)
+                try Pager.verify(page, number: .header, file: logPath)
+                header = try PartitionHeader.decode(page, file: logPath)
+            }
+            guard let header else {
+                throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
+            }
+            try checkRegion(header, expected: expectedRegion, path: path)
+            let pager = Pager(
+                fileSystem: fileSystem, mainFile: mainFile, wal: wal, header: header, cacheCapacity: options.cachePages,
+                autoCheckpointFrames: options.autoCheckpointFrames)
+            // Recovery ends with a checkpoint, so the partition file is whole again.
+            try pager.checkpoint()
+            return pager
+        } catch {
+            for handle in handles { handle.close() }
+            throw error
+        }
+    }
+
+    private static func checkRegion(_ header: PartitionHeader, expected: Region, path: String) throws {
+        guard header.region == expected else {
+            throw PartitionDBError.regionMismatch(path: path, expected: expected.name, found: header.region.name)
+        }
+    }
+
+    private static func fileIDFromLog(_ file: any FileHandle) -> [UInt8]? {
+        guard let bytes = try? file.read(at: 0, count: WriteAheadLog.headerSize) else { return nil }
+        let header = Page(bytes: bytes)
+        let crc = bytes.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<60])) }
+        guard Array(bytes[0..<8]) == WriteAheadLog.magic, header.u32(60) == crc else { return nil }
+        return header.copyBytes(at: 16, count: 16)
+    }
+
+    static func directoryOf(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    static func baseName(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+}

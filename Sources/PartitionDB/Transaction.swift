@@ -1,0 +1,303 @@
+/// One record as a scan or cursor returns it.
+public struct Record: Equatable, Sendable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    /// The subject the record is about; nil in the global partition.
+    public var owner: SubjectID?
+}
+
+/// One end of a key range.
+public enum KeyBound: Equatable, Sendable {
+    case unbounded
+    case inclusive([UInt8])
+    case exclusive([UInt8])
+}
+
+/// A range of keys, bytewise ordered.
+public struct KeyRange: Equatable, Sendable {
+    public var lower: KeyBound
+    public var upper: KeyBound
+
+    public init(lower: KeyBound = .unbounded, upper: KeyBound = .unbounded) {
+        self.lower = lower
+        self.upper = upper
+    }
+
+    public static let all = KeyRange()
+
+    /// Every key that starts with `prefix`.
+    public static func prefix(_ prefix: [UInt8]) -> KeyRange {
+        guard !prefix.isEmpty else { return .all }
+        // The smallest key after all keys with this prefix: drop trailing 0xFF bytes, then add one.
+        var end = prefix
+        while let last = end.last, last == 0xFF { end.removeLast() }
+        guard !end.isEmpty else { return KeyRange(lower: .inclusive(prefix)) }
+        end[end.count - 1] += 1
+        return KeyRange(lower: .inclusive(prefix), upper: .exclusive(end))
+    }
+
+    func isBelowUpper(_ key: [UInt8]) -> Bool {
+        switch upper {
+        case .unbounded: return true
+        case .inclusive(let bound): return compareBytes(key, bound) <= 0
+        case .exclusive(let bound): return compareBytes(key, bound) < 0
+        }
+    }
+
+    func isAboveLower(_ key: [UInt8]) -> Bool {
+        switch lower {
+        case .unbounded: return true
+        case .inclusive(let bound): return compareBytes(key, bound) >= 0
+        case .exclusive(let bound): return compareBytes(key, bound) > 0
+        }
+    }
+}
+
+/// A read-only view of a partition as of one commit. Valid only inside the closure of
+/// `Partition.read` (or `Partition.write`, as the base of `WriteTransaction`).
+public class ReadTransaction {
+    let context: PageContext
+    let partition: Partition
+    var tableCache: [String: TableInfo] = [:]
+    var isFinished = false
+
+    init(context: PageContext, partition: Partition) {
+        self.context = context
+        self.partition = partition
+    }
+
+    /// The LSN of the commit this transaction sees (or, while writing, the one it will get).
+    public var lsn: LSN { context.header.lastLSN }
+
+    func checkOpen() {
+        precondition(!isFinished, "a transaction was used after its closure returned")
+    }
+
+    // MARK: Tables
+
+    func tableInfo(_ name: String) throws -> TableInfo? {
+        checkOpen()
+        if let info = tableCache[name] { return info }
+        let found = try BTree.find(Array(name.utf8), root: context.header.catalogRoot, in: context)
+        guard found.found else { return nil }
+        let bytes = try value(of: found.leaf, found.index)
+        guard let info = TableInfo.decode(bytes) else {
+            throw PartitionDBError.corruptPage(
+                file: context.path, page: found.number.rawValue, reason: "bad catalog entry")
+        }
+        tableCache[name] = info
+        return info
+    }
+
+    func requireTable(_ name: String) throws -> TableInfo {
+        guard let info = try tableInfo(name) else {
+            throw PartitionDBError.noSuchTable(partition: partition.name, table: name)
+        }
+        return info
+    }
+
+    /// The names of all tables, sorted.
+    public func tables() throws -> [String] {
+        checkOpen()
+        var names: [String] = []
+        var cursor = TreeCursor(root: context.header.catalogRoot)
+        try cursor.first(in: context)
+        while cursor.isValid {
+            names.append(String(decoding: cursor.leaf.leafKey(cursor.index), as: UTF8.self))
+            try cursor.next(in: context)
+        }
+        return names
+    }
+
+    public func hasTable(_ name: String) throws -> Bool { try tableInfo(name) != nil }
+
+    /// The number of records in `table`, kept in the catalog: O(1).
+    public func count(_ table: String) throws -> Int {
+        Int(try requireTable(table).count)
+    }
+
+    // MARK: Records
+
+    func value(of leaf: Page, _ index: Int) throws -> [UInt8] {
+        switch leaf.leafValue(index) {
+        case .inline(let offset, let length): return leaf.copyBytes(at: offset, count: length)
+        case .overflow(let first, let length): return try context.readOverflow(first: first, length: length)
+        }
+    }
+
+    func record(of leaf: Page, _ index: Int) throws -> Record {
+        let owner = leaf.leafOwner(index)
+        return Record(
+            key: leaf.leafKey(index), value: try value(of: leaf, index),
+            owner: owner.isEmpty ? nil : SubjectID(unchecked: owner))
+    }
+
+    /// The value stored under `key`, or nil.
+    public func get(_ table: String, _ key: [UInt8]) throws -> [UInt8]? {
+        let info = try requireTable(table)
+        let found = try BTree.find(key, root: info.root, in: context)
+        return found.found ? try value(of: found.leaf, found.index) : nil
+    }
+
+    /// The whole record stored under `key` (with its owner), or nil.
+    public func record(_ table: String, _ key: [UInt8]) throws -> Record? {
+        let info = try requireTable(table)
+        let found = try BTree.find(key, root: info.root, in: context)
+        return found.found ? try record(of: found.leaf, found.index) : nil
+    }
+
+    /// Calls `body` for each record in `range`, in key order (or reverse), until it returns false.
+    public func scan(
+        _ table: String, range: KeyRange = .all, reverse: Bool = false, _ body: (Record) throws -> Bool
+    ) throws {
+        let cursor = try self.cursor(table)
+        if reverse {
+            switch range.upper {
+            case .unbounded: try cursor.last()
+            case .inclusive(let key):
+                try cursor.seek(key)
+                if !cursor.isValid {
+                    try cursor.last()
+                } else if compareBytes(cursor.key, key) > 0 {
+                    try cursor.previous()
+                }
+            case .exclusive(let key):
+                try cursor.seek(key)
+                if !cursor.isValid { try cursor.last() } else { try cursor.previous() }
+            }
+            while cursor.isValid, range.isAboveLower(cursor.key) {
+                guard try body(cursor.record()) else { return }
+                try cursor.previous()
+            }
+        } else {
+            switch range.lower {
+            case .unbounded: try cursor.first()
+            case .inclusive(let key): try cursor.seek(key)
+            case .exclusive(let key):
+                try cursor.seek(key)
+                if cursor.isValid, cursor.key == key { try cursor.next() }
+            }
+            while cursor.isValid, range.isBelowUpper(cursor.key) {
+                guard try body(cursor.record()) else { return }
+                try cursor.next()
+            }
+        }
+    }
+
+    /// A cursor over `table`, positioned nowhere until a `first`, `last` or `seek`.
+    public func cursor(_ table: String) throws -> Cursor {
+        let info = try requireTable(table)
+        return Cursor(transaction: self, tree: TreeCursor(root: info.root))
+    }
+
+    /// Every (table, key) of records owned by `subject`, from the owner index, without a scan.
+    public func keys(ownedBy subject: SubjectID) throws -> [(table: String, key: [UInt8])] {
+        checkOpen()
+        let owner = Array(subject.rawValue.utf8)
+        var names: [UInt32: String] = [:]
+        for name in try tables() { names[try requireTable(name).id] = name }
+        var result: [(String, [UInt8])] = []
+        var cursor = TreeCursor(root: context.header.ownerIndexRoot)
+        let prefix = OwnerIndexKey.prefix(owner: owner)
+        try cursor.seek(prefix, in: context)
+        while cursor.isValid {
+            let indexKey = cursor.leaf.leafKey(cursor.index)
+            guard indexKey.starts(with: prefix), let parts = OwnerIndexKey.split(indexKey), parts.owner == owner else {
+                break
+            }
+            guard let name = names[parts.tableID] else {
+                throw PartitionDBError.corruptPage(
+                    file: context.path, page: cursor.stack.last!.number.rawValue,
+                    reason: "owner index names a missing table")
+            }
+            result.append((name, parts.key))
+            try cursor.next(in: context)
+        }
+        return result
+    }
+}
+
+/// A cursor over one table inside a transaction. If the transaction writes to the table, the
+/// cursor finds its place again by key before it moves.
+public final class Cursor {
+    let transaction: ReadTransaction
+    var tree: TreeCursor
+    private var seenChanges: Int
+    private var currentKey: [UInt8]? = nil
+
+    init(transaction: ReadTransaction, tree: TreeCursor) {
+        self.transaction = transaction
+        self.tree = tree
+        self.seenChanges = (transaction.context as? WriteContext)?.changeCount ?? 0
+    }
+
+    private var context: PageContext { transaction.context }
+
+    public var isValid: Bool { currentKey != nil }
+    /// The key at the cursor; only while `isValid`.
+    public var key: [UInt8] {
+        precondition(currentKey != nil, "cursor is not on a record")
+        return currentKey!
+    }
+
+    public func record() throws -> Record {
+        try refresh()
+        return try transaction.record(of: tree.leaf, tree.index)
+    }
+
+    public var value: [UInt8] {
+        get throws { try record().value }
+    }
+
+    public func first() throws { try move { try $0.first(in: context) } }
+    public func last() throws { try move { try $0.last(in: context) } }
+    /// Positions at the first key >= `key`.
+    public func seek(_ key: [UInt8]) throws { try move { try $0.seek(key, in: context) } }
+
+    public func next() throws {
+        guard let key = currentKey else { return }
+        try move { tree in
+            if self.changedSinceLastMove {
+                try tree.seek(key, in: context)
+                if tree.isValid, tree.leaf.leafKey(tree.index) == key { try tree.next(in: context) }
+            } else {
+                try tree.next(in: context)
+            }
+        }
+    }
+
+    public func previous() throws {
+        guard let key = currentKey else { return }
+        try move { tree in
+            if self.changedSinceLastMove {
+                try tree.seek(key, in: context)
+                if tree.isValid { try tree.previous(in: context) } else { try tree.last(in: context) }
+            } else {
+                try tree.previous(in: context)
+            }
+        }
+    }
+
+    private var changedSinceLastMove: Bool {
+        ((transaction.context as? WriteContext)?.changeCount ?? 0) != seenChanges
+    }
+
+    private func refresh() throws {
+        transaction.checkOpen()
+        guard let key = currentKey else { preconditionFailure("cursor is not on a record") }
+        if changedSinceLastMove {
+            try move { try $0.seek(key, in: context) }
+        }
+    }
+
+    private func move(_ body: (inout TreeCursor) throws -> Void) throws {
+        transaction.checkOpen()
+        try body(&tree)
+        seenChanges = (transaction.context as? WriteContext)?.changeCount ?? 0
+        currentKey = tree.isValid ? tree.leaf.leafKey(tree.index) : nil
+    }
+}
+
+extension SubjectID {
+    init(unchecked bytes: [UInt8]) { self.rawValue = String(decoding: bytes, as: UTF8.self) }
+}

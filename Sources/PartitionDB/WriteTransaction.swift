@@ -1,0 +1,152 @@
+/// The one write transaction of a partition. Valid only inside `Partition.write`'s closure: it
+/// commits when the closure returns and rolls back when it throws.
+public final class WriteTransaction: ReadTransaction {
+    public static let maxKeySize = 1024
+    public static let maxValueSize = 64 << 20
+
+    var writeContext: WriteContext { context as! WriteContext }
+    /// Tables whose catalog entries changed, written back at commit.
+    var changedTables: Set<String> = []
+    /// Set when an operation failed after it had begun changing pages: the transaction can only roll back.
+    var isBroken = false
+
+    /// Creates `table` if it does not exist. Returns whether it was created.
+    @discardableResult
+    public func createTable(_ table: String) throws -> Bool {
+        try Names.validate(table, kind: "table")
+        if try tableInfo(table) != nil { return false }
+        try changing {
+            let root = try writeContext.allocate()
+            writeContext.put(root, Page.emptyNode(kind: .leaf, size: writeContext.pageSize))
+            let info = TableInfo(id: writeContext.header.nextTableID, root: root, count: 0)
+            writeContext.header.nextTableID += 1
+            tableCache[table] = info
+            changedTables.insert(table)
+        }
+        return true
+    }
+
+    /// Removes `table` and all its records. Returns whether it existed.
+    @discardableResult
+    public func dropTable(_ table: String) throws -> Bool {
+        guard let info = try tableInfo(table) else { return false }
+        try changing {
+            var cursor = TreeCursor(root: info.root)
+            try cursor.first(in: context)
+            var owned: [[UInt8]] = []
+            while cursor.isValid {
+                let owner = cursor.leaf.leafOwner(cursor.index)
+                if !owner.isEmpty {
+                    owned.append(
+                        OwnerIndexKey.make(owner: owner, tableID: info.id, key: cursor.leaf.leafKey(cursor.index)))
+                }
+                try cursor.next(in: context)
+            }
+            for indexKey in owned {
+                _ = try BTree.delete(indexKey, root: writeContext.header.ownerIndexRoot, in: writeContext)
+            }
+            try BTree.clear(root: info.root, in: writeContext, freeRoot: true)
+            _ = try BTree.delete(Array(table.utf8), root: writeContext.header.catalogRoot, in: writeContext)
+            tableCache[table] = nil
+            changedTables.remove(table)
+        }
+        return true
+    }
+
+    /// Inserts or replaces the record under `key`. In a regional partition `owner` is required and
+    /// must live in the partition's region (the engine asks the resolver); in the global partition
+    /// records have no owner. A refused record throws before anything is written, and the
+    /// transaction can go on. The table is created if it does not exist.
+    public func put(_ table: String, _ key: [UInt8], _ value: [UInt8], owner: SubjectID? = nil) throws {
+        checkOpen()
+        try validate(key: key, value: value)
+        try partition.checkResidency(owner: owner)
+        try createTable(table)
+        try changing { try putUnchecked(table, key, value, owner: owner.map { Array($0.rawValue.utf8) } ?? []) }
+    }
+
+    /// The write path after the residency check: used by `put` and by compaction's copy.
+    func putUnchecked(_ table: String, _ key: [UInt8], _ value: [UInt8], owner: [UInt8]) throws {
+        var info = try requireTable(table)
+        let ctx = writeContext
+        let inlineSize = NodeLayout.leafCellHeader + key.count + owner.count + value.count
+        let cell: [UInt8]
+        if inlineSize <= NodeLayout.maxCell(pageSize: ctx.pageSize) {
+            cell = Page.leafCell(key: key, owner: owner, value: value, overflow: nil)
+        } else {
+            let first = try ctx.writeOverflow(value)
+            cell = Page.leafCell(key: key, owner: owner, value: nil, overflow: (first, value.count))
+        }
+        let removed = try BTree.insert(key, cell: cell, root: info.root, in: ctx)
+        if let removed {
+            if let overflow = removed.overflow { try ctx.freeOverflow(first: overflow.first, length: overflow.length) }
+            if removed.owner != owner && !removed.owner.isEmpty {
+                let old = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: key)
+                _ = try BTree.delete(old, root: ctx.header.ownerIndexRoot, in: ctx)
+            }
+        } else {
+            info.count += 1
+            tableCache[table] = info
+            changedTables.insert(table)
+        }
+        if !owner.isEmpty && removed?.owner != owner {
+            let indexKey = OwnerIndexKey.make(owner: owner, tableID: info.id, key: key)
+            let indexCell = Page.leafCell(key: indexKey, owner: [], value: [], overflow: nil)
+            try BTree.insert(indexKey, cell: indexCell, root: ctx.header.ownerIndexRoot, in: ctx)
+        }
+    }
+
+    /// Removes the record under `key`. Returns whether it existed.
+    @discardableResult
+    public func delete(_ table: String, _ key: [UInt8]) throws -> Bool {
+        checkOpen()
+        guard var info = try tableInfo(table) else { return false }
+        return try changing {
+            let ctx = writeContext
+            guard let removed = try BTree.delete(key, root: info.root, in: ctx) else { return false }
+            if let overflow = removed.overflow { try ctx.freeOverflow(first: overflow.first, length: overflow.length) }
+            if !removed.owner.isEmpty {
+                let indexKey = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: key)
+                _ = try BTree.delete(indexKey, root: ctx.header.ownerIndexRoot, in: ctx)
+            }
+            info.count -= 1
+            tableCache[table] = info
+            changedTables.insert(table)
+            return true
+        }
+    }
+
+    private func validate(key: [UInt8], value: [UInt8]) throws {
+        guard !key.isEmpty else { throw PartitionDBError.keyEmpty }
+        guard key.count <= WriteTransaction.maxKeySize else {
+            throw PartitionDBError.keyTooLarge(size: key.count, limit: WriteTransaction.maxKeySize)
+        }
+        guard value.count <= WriteTransaction.maxValueSize else {
+            throw PartitionDBError.valueTooLarge(size: value.count, limit: WriteTransaction.maxValueSize)
+        }
+    }
+
+    /// Runs a change; if it fails half-way the transaction is broken and can only roll back.
+    private func changing<T>(_ body: () throws -> T) throws -> T {
+        checkOpen()
+        precondition(!isBroken, "a write transaction was used after one of its changes failed; roll it back")
+        do {
+            return try body()
+        } catch {
+            isBroken = true
+            throw error
+        }
+    }
+
+    /// Writes the changed catalog entries; called once, before the commit.
+    func flushCatalog() throws {
+        let ctx = writeContext
+        for name in changedTables.sorted() {
+            guard let info = tableCache[name] else { continue }
+            let key = Array(name.utf8)
+            let cell = Page.leafCell(key: key, owner: [], value: info.encode(), overflow: nil)
+            try BTree.insert(key, cell: cell, root: ctx.header.catalogRoot, in: ctx)
+        }
+        changedTables.removeAll()
+    }
+}

@@ -1,0 +1,97 @@
+import PartitionDB
+
+/// The residency directory: subject -> home region, kept in the table `homes` of the database's
+/// global partition. It holds no personal data: subjects are pseudonymous ids.
+///
+/// This is the directory's local part. On a replica host (a later issue) assignments are
+/// forwarded to the directory's primary through `HomeAssigning`; readers use `home(of:)` locally.
+public final class ResidencyDirectory: HomeRegionResolver, HomeAssigning, @unchecked Sendable {
+    public static let table = "homes"
+    let partition: Partition
+
+    /// Opens the directory in `database`'s global partition and installs it as the database's
+    /// resolver, so every put in a regional partition is checked against it.
+    public init(database: Database) throws {
+        do {
+            partition = try database.globalPartition()
+        } catch let error as PartitionDBError {
+            throw ResidencyError.engine(error)
+        }
+        database.setResolver(self)
+    }
+
+    /// The subject's home region, or nil.
+    public func home(of subject: SubjectID) throws -> Region? {
+        try wrap {
+            try partition.read { tx in
+                guard try tx.hasTable(Self.table), let bytes = try tx.get(Self.table, Array(subject.rawValue.utf8))
+                else {
+                    return nil
+                }
+                guard let region = try? Region(String(decoding: bytes, as: UTF8.self)) else {
+                    throw ResidencyError.badEntry(subject: subject.rawValue)
+                }
+                return region
+            }
+        }
+    }
+
+    public func homeRegion(of subject: SubjectID) throws -> Region? { try home(of: subject) }
+
+    /// Assigns `subject` the home `region` as a conditional create: a subject without a home gets
+    /// it; the same home again is a no-op; a different home throws `alreadyRegistered`. Returns
+    /// whether this call created the entry. The check and the write are one transaction, so two
+    /// concurrent assignments have one winner.
+    @discardableResult
+    public func assignHome(_ subject: SubjectID, to region: Region) throws -> Bool {
+        guard !region.isGlobal else {
+            throw ResidencyError.engine(
+                .invalidName(kind: "region", name: region.name, reason: "a subject's home cannot be global"))
+        }
+        return try wrap {
+            try partition.write { tx in
+                let key = Array(subject.rawValue.utf8)
+                if try tx.hasTable(Self.table), let existing = try tx.get(Self.table, key) {
+                    let home = String(decoding: existing, as: UTF8.self)
+                    if home == region.name { return false }
+                    throw ResidencyError.alreadyRegistered(subject: subject.rawValue, home: home)
+                }
+                try tx.put(Self.table, key, Array(region.name.utf8))
+                return true
+            }
+        }
+    }
+
+    /// Every subject and home, in subject order.
+    public func entries() throws -> [(subject: SubjectID, home: Region)] {
+        try wrap {
+            try partition.read { tx in
+                guard try tx.hasTable(Self.table) else { return [] }
+                var result: [(SubjectID, Region)] = []
+                try tx.scan(Self.table) { record in
+                    let subject = String(decoding: record.key, as: UTF8.self)
+                    guard let region = try? Region(String(decoding: record.value, as: UTF8.self)),
+                        let id = try? SubjectID(subject)
+                    else { throw ResidencyError.badEntry(subject: subject) }
+                    result.append((id, region))
+                    return true
+                }
+                return result
+            }
+        }
+    }
+
+    private func wrap<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as PartitionDBError {
+            throw ResidencyError.engine(error)
+        }
+    }
+}
+
+/// Where home assignments go. The directory's primary assigns locally; a replica host forwards
+/// the call to the primary (the log-shipping issue), so there is one place that decides.
+public protocol HomeAssigning: Sendable {
+    func assignHome(_ subject: SubjectID, to region: Region) throws -> Bool
+}

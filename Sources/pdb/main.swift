@@ -1,0 +1,3 @@
+import PartitionDB
+
+print("pdb")

@@ -1,0 +1,76 @@
+import XCTest
+
+@testable import PartitionDB
+
+final class PartitionTests: XCTestCase {
+    func makeDatabase() throws -> (Database, FixedResolver, String) {
+        let path = try temporaryDirectory(self)
+        let db = try Database.create(at: path, region: eu)
+        let resolver = FixedResolver()
+        db.setResolver(resolver)
+        return (db, resolver, path)
+    }
+
+    func testPutGetDeleteAcrossReopen() throws {
+        let (db, resolver, path) = try makeDatabase()
+        resolver.set("alice", eu)
+        let users = try db.createPartition("users")
+        let lsn = try users.write { tx in
+            try tx.put("profiles", bytes("k1"), bytes("v1"), owner: try SubjectID("alice"))
+            try tx.put("profiles", bytes("k2"), bytes("v2"), owner: try SubjectID("alice"))
+            return tx.lsn
+        }
+        XCTAssertEqual(lsn, LSN(1))
+        try users.read { tx in
+            XCTAssertEqual(try tx.get("profiles", bytes("k1")), bytes("v1"))
+            XCTAssertEqual(try tx.count("profiles"), 2)
+            XCTAssertEqual(try tx.keys(ownedBy: try SubjectID("alice")).map { $0.key }, [bytes("k1"), bytes("k2")])
+        }
+        try users.write { tx in XCTAssertTrue(try tx.delete("profiles", bytes("k1"))) }
+        try db.close()
+        let reopened = try Database.open(at: path, region: eu)
+        let again = try reopened.partition("users")
+        try again.read { tx in
+            XCTAssertNil(try tx.get("profiles", bytes("k1")))
+            XCTAssertEqual(try tx.get("profiles", bytes("k2")), bytes("v2"))
+            XCTAssertEqual(try tx.count("profiles"), 1)
+        }
+        XCTAssertEqual(again.lastLSN, LSN(2))
+        try reopened.close()
+    }
+
+    func testManyRecordsSplitAndMerge() throws {
+        let (db, resolver, _) = try makeDatabase()
+        resolver.set("s", eu)
+        let p = try db.createPartition("p")
+        let owner = try SubjectID("s")
+        let n = 20000
+        try p.write { tx in
+            for i in 0..<n {
+                try tx.put(
+                    "t", bytes(String(format: "key%08d", (i * 7919) % n)),
+                    bytes(String(repeating: "v", count: i % 300)), owner: owner)
+            }
+        }
+        try p.read { tx in
+            XCTAssertEqual(try tx.count("t"), n)
+            var previous: [UInt8]? = nil
+            var seen = 0
+            try tx.scan("t") { record in
+                if let previous { XCTAssertLessThan(compareBytes(previous, record.key), 0) }
+                previous = record.key
+                seen += 1
+                return true
+            }
+            XCTAssertEqual(seen, n)
+        }
+        XCTAssertTrue(try p.check().isClean)
+        try p.write { tx in
+            for i in 0..<n where i % 10 != 0 { XCTAssertTrue(try tx.delete("t", bytes(String(format: "key%08d", i)))) }
+        }
+        let report = try p.check()
+        XCTAssertTrue(report.isClean, "\(report.problems)")
+        try p.read { tx in XCTAssertEqual(try tx.count("t"), n / 10) }
+        try db.close()
+    }
+}

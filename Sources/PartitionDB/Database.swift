@@ -172,6 +172,8 @@ public final class Database: @unchecked Sendable {
         if let firstError { throw firstError }
     }
 
+    func isOpen(_ name: String) -> Bool { stateLock.withLock { partitions[name] != nil } }
+
     /// Forgets an open partition handle (after compaction or restore replaced its file).
     func forget(_ name: String) {
         stateLock.withLock { _ = partitions.removeValue(forKey: name) }

@@ -39,6 +39,8 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
     case badBackup(path: String, reason: String)
     case compression(reason: String)
     case closed(partition: String)
+    /// The operation needs the partition to itself; `reason` says what is in the way.
+    case busy(partition: String, reason: String)
 
     public var description: String {
         switch self {
@@ -97,6 +99,8 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
             return "zstd failed: \(reason)"
         case .closed(let partition):
             return "partition \(partition) is closed"
+        case .busy(let partition, let reason):
+            return "partition \(partition) is busy: \(reason); retry when it is idle"
         }
     }
 
@@ -129,6 +133,7 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
         case .badBackup: return "bad_backup"
         case .compression: return "compression"
         case .closed: return "closed"
+        case .busy: return "busy"
         }
     }
 }

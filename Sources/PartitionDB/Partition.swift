@@ -10,7 +10,14 @@ public final class Partition: @unchecked Sendable {
     let fileSystem: any FileSystem
     let resolver: @Sendable () -> (any HomeRegionResolver)?
     let options: Options
-    var pager: Pager
+    /// Protects `currentPager`, which compaction replaces. Old transactions keep the pager they
+    /// started with; its files stay open until the last of them ends.
+    private let pagerLock = Lock()
+    private var currentPager: Pager
+    var pager: Pager {
+        get { pagerLock.withLock { currentPager } }
+        set { pagerLock.withLock { currentPager = newValue } }
+    }
 
     /// Serializes write transactions, checkpoints, compaction and close.
     private let writerLock = Lock()
@@ -27,7 +34,7 @@ public final class Partition: @unchecked Sendable {
         self.region = region
         self.path = path
         self.fileSystem = fileSystem
-        self.pager = pager
+        self.currentPager = pager
         self.options = options
         self.resolver = resolver
     }
@@ -39,6 +46,7 @@ public final class Partition: @unchecked Sendable {
 
     /// Runs `body` on a snapshot of the newest commit.
     public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
+        let pager = self.pager
         let (id, snapshot) = pager.beginRead()
         defer { pager.endRead(id) }
         let transaction = ReadTransaction(context: PageContext(pager: pager, snapshot: snapshot), partition: self)
@@ -52,6 +60,7 @@ public final class Partition: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         try checkWritable()
+        let pager = self.pager
         let context = WriteContext(pager: pager, snapshot: pager.latestSnapshot)
         context.header.lastLSN = context.header.lastLSN.next
         let transaction = WriteTransaction(context: context, partition: self)
@@ -125,11 +134,15 @@ public final class Partition: @unchecked Sendable {
         defer { writerLock.unlock() }
         guard !isClosed else { return }
         isClosed = true
+        let pager = self.pager
+        // With readers still running, their reads need the files: those close when the last
+        // reference to the pager goes.
+        guard pager.activeReaders == 0 else { return }
         defer {
             pager.wal.file.close()
             pager.mainFile.close()
         }
-        if failure == nil && pager.activeReaders == 0 { try pager.checkpointAll() }
+        if failure == nil { try pager.checkpointAll() }
     }
 
     /// Facts about the partition for `pdb info`.

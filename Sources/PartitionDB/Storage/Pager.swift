@@ -222,6 +222,15 @@ final class Pager: @unchecked Sendable {
 }
 
 extension Pager {
+    func stateLockedIsFullyCheckpointed() -> Bool {
+        stateLock.withLock { wal.backfilled == wal.frameCount }
+    }
+
+    /// The commits still in the log, taken under the state lock.
+    func stateLockedCommits() -> [(lsn: LSN, endFrame: Int)] {
+        stateLock.withLock { wal.commits }
+    }
+
     /// `WriteAheadLog.latestFrame`, taken under the state lock (for `check()`).
     func stateLockedLatestFrame(of page: PageNumber, below limit: Int) -> Int? {
         stateLock.withLock { wal.latestFrame(of: page, below: limit) }

@@ -1,0 +1,86 @@
+/// What `Partition.compact()` did.
+public struct CompactionSummary: Sendable, Equatable {
+    public var pagesBefore: Int
+    public var pagesAfter: Int
+    public var bytesBefore: UInt64
+    public var bytesAfter: UInt64
+}
+
+extension Partition {
+    /// Rewrites the partition into a new file holding only live pages, packed in key order, and
+    /// swaps it in (SQLite's VACUUM). Writers wait; readers that started before keep reading the
+    /// old file to their end. The LSN and file id stay; the log starts empty, so change streams
+    /// from before the compaction are no longer available.
+    public func compact() throws -> CompactionSummary {
+        try exclusively {
+            let old = self.pager
+            // Every commit must be in the partition file before its log can go away.
+            try old.checkpoint()
+            guard old.isFullyCheckpointed else {
+                throw PartitionDBError.busy(
+                    partition: name, reason: "readers hold log frames that compaction would drop")
+            }
+            let snapshot = old.latestSnapshot
+            let header = snapshot.header
+            let bytesBefore = try old.mainFile.size()
+            let directory = PartitionFile.directoryOf(path)
+            let temporary = path + ".compacting"
+            try? fileSystem.remove(PartitionFile.logPath(temporary))
+            try PartitionFile.create(
+                at: temporary, directory: directory, name: header.name, region: header.region,
+                pageSize: header.pageSize,
+                fileID: header.fileID, fileSystem: fileSystem)
+            let copyPager = try PartitionFile.open(
+                at: temporary, expectedRegion: header.region, options: options, fileSystem: fileSystem)
+            let copy = Partition(
+                name: name, region: region, path: temporary, fileSystem: fileSystem, pager: copyPager, options: options,
+                resolver: { nil })
+            try copyRecords(from: PageContext(pager: old, snapshot: snapshot), into: copy, lastLSN: header.lastLSN)
+            try copy.close()
+            try fileSystem.remove(PartitionFile.logPath(temporary))
+
+            try fileSystem.remove(PartitionFile.logPath(path))
+            try fileSystem.rename(temporary, to: path)
+            try fileSystem.syncDirectory(directory)
+            let fresh = try PartitionFile.open(
+                at: path, expectedRegion: region, options: options, fileSystem: fileSystem)
+            self.pager = fresh
+            let after = fresh.latestSnapshot.header
+            return CompactionSummary(
+                pagesBefore: Int(header.pageCount), pagesAfter: Int(after.pageCount), bytesBefore: bytesBefore,
+                bytesAfter: try fresh.mainFile.size())
+        }
+    }
+
+    /// Copies every table in key order, in transactions of bounded size, and ends at `lastLSN`.
+    private func copyRecords(from source: PageContext, into copy: Partition, lastLSN: LSN) throws {
+        let reader = ReadTransaction(context: source, partition: self)
+        defer { reader.isFinished = true }
+        let batchLimit = 64 << 20
+        for table in try reader.tables() {
+            let info = try reader.requireTable(table)
+            var cursor = TreeCursor(root: info.root)
+            try cursor.first(in: source)
+            try copy.write(durability: .noSync) { tx in _ = try tx.createTable(table) }
+            while cursor.isValid {
+                try copy.write(durability: .noSync) { tx in
+                    var bytes = 0
+                    while cursor.isValid && bytes < batchLimit {
+                        let leaf = cursor.leaf
+                        let index = cursor.index
+                        let value = try reader.value(of: leaf, index)
+                        try tx.putUnchecked(table, leaf.leafKey(index), value, owner: leaf.leafOwner(index))
+                        bytes += value.count + 64
+                        try cursor.next(in: source)
+                    }
+                }
+            }
+        }
+        // The copy continues the original's history: its last commit carries the original's LSN.
+        try copy.write(durability: .durable) { tx in tx.writeContext.header.lastLSN = lastLSN }
+    }
+}
+
+extension Pager {
+    var isFullyCheckpointed: Bool { stateLockedIsFullyCheckpointed() }
+}

@@ -1,5 +1,111 @@
 #!/usr/bin/env bash
-# Placeholder-free tour: filled in as the pdb commands land.
+# A scripted tour through `pdb`: a database, partitions, homes, writes, a refused write, apply,
+# inspection, check, backup and restore, compaction. Usage: scripts/demo.sh PATH_TO_PDB
 set -euo pipefail
+
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 PATH_TO_PDB" >&2
+    exit 64
+fi
 pdb="$1"
-"$pdb"
+work="$(mktemp -d "${TMPDIR:-/tmp}/pdb-demo.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+db="$work/eu-host"
+step=0
+
+# Prints a numbered heading.
+heading() {
+    step=$((step + 1))
+    printf '\n== %d. %s\n' "$step" "$1"
+}
+
+# Prints `$ pdb ARGS` as one would type it: arguments with shell characters in single quotes.
+show() {
+    local line='$ pdb' arg
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+-]+$ ]]; then
+            line+=" $arg"
+        else
+            line+=" '${arg//\'/\'\\\'\'}'"
+        fi
+    done
+    printf '%s\n' "$line"
+}
+
+# Shows a command, then runs it; the tour stops if it fails.
+run() {
+    show "$@"
+    "$pdb" "$@"
+}
+
+# Shows a command that must be refused, runs it (its error message shown in place), and goes
+# on only if it was refused.
+refused() {
+    show "$@"
+    if "$pdb" "$@" 2>&1; then
+        echo "!! expected this to be refused, but it succeeded" >&2
+        exit 1
+    fi
+    echo "-> refused, as it should be (exit status 1); nothing was written"
+}
+
+echo "PartitionDB tour in $work"
+
+heading "Create a database for a host of region eu"
+run init "$db" --region eu
+
+heading "Create a partition of the host's region"
+run create-partition "$db" users
+
+heading "A partition of another region is refused, and no file is created"
+refused create-partition "$db" us-users --region us
+ls "$db"
+
+heading "Give two subjects their home regions in the residency directory"
+run home set "$db" alice eu
+run home set "$db" bob us
+run home list "$db"
+
+heading "Store a record about alice (home eu) in the eu partition"
+run put "$db" users profiles alice '{"name":"Alice","city":"Lyon"}' --owner alice
+
+heading "A record about bob (home us) is refused by the engine"
+refused put "$db" users profiles bob '{"name":"Bob","city":"Boston"}' --owner bob
+
+heading "Read it back: one key, then the whole table (also as JSON lines)"
+run get "$db" users profiles alice
+run scan "$db" users profiles
+run scan "$db" users profiles --json
+
+heading "Apply JSON lines from stdin: a transaction of two puts, then one refused as a whole because a put names bob"
+lines='{"op":"put","table":"orders","key":"alice/0001","value":"2 books","owner":"alice"}
+{"op":"put","table":"orders","key":"alice/0002","value":"1 lamp","owner":"alice"}
+{"op":"commit"}
+{"op":"put","table":"orders","key":"alice/0003","value":"1 desk","owner":"alice"}
+{"op":"put","table":"orders","key":"bob/0001","value":"1 chair","owner":"bob"}
+{"op":"commit"}'
+printf '%s\n' "$lines" | sed 's/^/  stdin: /'
+show apply "$db" users
+printf '%s\n' "$lines" | "$pdb" apply "$db" users || echo "-> exit status $?: the second transaction was aborted.
+   The refused put of bob/0001 rolled back the whole transaction, alice/0003 with it; the
+   commit line after it belonged to the aborted transaction and was discarded. So orders
+   holds alice/0001 and alice/0002 only."
+run scan "$db" users orders
+
+heading "Inspect the database"
+run info "$db"
+
+heading "Check every page of every partition"
+run check "$db"
+
+heading "Back up the users partition and restore it under another name"
+run backup "$db" users "$work/users.backup"
+run restore "$db" "$work/users.backup" --as users-restored
+run scan "$db" users-restored orders
+
+heading "Delete a record, then compact the users partition"
+run del "$db" users orders alice/0002
+run compact "$db" users
+run check "$db" users
+
+printf '\nTour finished; removing %s\n' "$work"

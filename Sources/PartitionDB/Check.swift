@@ -57,8 +57,12 @@ struct Checker {
         self.seen = [UInt8](repeating: 0, count: Int(context.header.pageCount))
     }
 
+    /// Set when a damaged page hid part of a tree, so unreached pages are not all leaks.
+    var treeDamaged = false
+
     mutating func problem(_ page: UInt32?, _ message: String, file: String? = nil) {
-        report.problems.append(.init(file: file ?? mainPath, page: page, message: message))
+        let problem = CheckReport.Problem(file: file ?? mainPath, page: page, message: message)
+        if !report.problems.contains(problem) { report.problems.append(problem) }
     }
 
     mutating func run() throws {
@@ -127,11 +131,17 @@ struct Checker {
             }
         }
         checkFreelist()
+        var unreached = 0
         for (page, count) in seen.enumerated() where count != 1 {
-            problem(
-                UInt32(page),
-                count == 0 ? "page is neither reachable nor free (leaked)" : "page is reachable \(count) times")
+            if count == 0 && treeDamaged {
+                unreached += 1
+            } else {
+                let message =
+                    count == 0 ? "page is neither reachable nor free (leaked)" : "page is reachable \(count) times"
+                problem(UInt32(page), message)
+            }
         }
+        if unreached > 0 { problem(nil, "\(unreached) pages were not reached because damaged pages hide them") }
         report.reachablePages = seen.count - report.freePages
     }
 
@@ -169,6 +179,7 @@ struct Checker {
     }
 
     private mutating func record(_ error: PartitionDBError, page: UInt32?, file: String? = nil) {
+        treeDamaged = true
         if case .corruptPage(let f, let p, let reason) = error {
             problem(p, reason, file: f)
         } else {

@@ -13,7 +13,31 @@ final class ModelTests: XCTestCase {
         var value: [UInt8]
         var owner: String
     }
-    typealias Model = [String: [[UInt8]: Entry]]
+    /// One table of the model: the records, and their keys in order for scans.
+    struct TableModel: Equatable {
+        var entries: [[UInt8]: Entry] = [:]
+        var sortedKeys: [[UInt8]] = []
+
+        /// The index of the first key >= `key`.
+        func lowerBound(_ key: [UInt8]) -> Int {
+            var low = 0
+            var high = sortedKeys.count
+            while low < high {
+                let mid = (low + high) / 2
+                if compareBytes(sortedKeys[mid], key) < 0 { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+
+        mutating func put(_ key: [UInt8], _ entry: Entry) {
+            if entries.updateValue(entry, forKey: key) == nil { sortedKeys.insert(key, at: lowerBound(key)) }
+        }
+
+        mutating func delete(_ key: [UInt8]) {
+            if entries.removeValue(forKey: key) != nil { sortedKeys.remove(at: lowerBound(key)) }
+        }
+    }
+    typealias Model = [String: TableModel]
 
     struct Rollback: Error {}
 
@@ -68,7 +92,7 @@ final class ModelTests: XCTestCase {
 
         func compareAll(_ tx: ReadTransaction, _ expected: Model) throws {
             for table in tables {
-                let want = expected[table] ?? [:]
+                let want = expected[table]?.entries ?? [:]
                 guard try tx.hasTable(table) else {
                     XCTAssertTrue(want.isEmpty, "table \(table) missing")
                     continue
@@ -98,10 +122,21 @@ final class ModelTests: XCTestCase {
             let range = KeyRange(
                 lower: lowInclusive ? .inclusive(a) : .exclusive(a),
                 upper: highInclusive ? .inclusive(b) : .exclusive(b))
-            var want = (expected[table] ?? [:]).keys.filter { range.isAboveLower($0) && range.isBelowUpper($0) }
-                .sorted { compareBytes($0, $1) < 0 }
-            if reverse { want.reverse() }
-            want = Array(want.prefix(limit))
+            let model = expected[table] ?? TableModel()
+            var want: [[UInt8]] = []
+            if reverse {
+                var i = model.lowerBound(b) + (highInclusive && model.entries[b] != nil ? 1 : 0) - 1
+                while i >= 0, want.count < limit, range.isAboveLower(model.sortedKeys[i]) {
+                    want.append(model.sortedKeys[i])
+                    i -= 1
+                }
+            } else {
+                var i = model.lowerBound(a) + (!lowInclusive && model.entries[a] != nil ? 1 : 0)
+                while i < model.sortedKeys.count, want.count < limit, range.isBelowUpper(model.sortedKeys[i]) {
+                    want.append(model.sortedKeys[i])
+                    i += 1
+                }
+            }
             var got: [[UInt8]] = []
             try tx.scan(table, range: range, reverse: reverse) { record in
                 got.append(record.key)
@@ -126,21 +161,21 @@ final class ModelTests: XCTestCase {
                             let value = randomValue()
                             let owner = subjects[Int.random(in: 0..<subjects.count, using: &random)]
                             try tx.put(table, key, value, owner: try SubjectID(owner))
-                            pending[table, default: [:]][key] = Entry(value: value, owner: owner)
+                            pending[table, default: TableModel()].put(key, Entry(value: value, owner: owner))
                         case 60..<85:
                             let key: [UInt8]
-                            if let keys = pending[table]?.keys, !keys.isEmpty, Bool.random(using: &random) {
-                                key = keys.randomElement(using: &random)!
+                            if let keys = pending[table]?.sortedKeys, !keys.isEmpty, Bool.random(using: &random) {
+                                key = keys[Int.random(in: 0..<keys.count, using: &random)]
                             } else {
                                 key = randomKey()
                             }
                             let existed = try tx.delete(table, key)
-                            XCTAssertEqual(existed, pending[table]?[key] != nil, "delete result")
-                            pending[table]?[key] = nil
+                            XCTAssertEqual(existed, pending[table]?.entries[key] != nil, "delete result")
+                            pending[table]?.delete(key)
                         case 85..<95:
                             let key = randomKey()
                             let got = try tx.hasTable(table) ? try tx.record(table, key) : nil
-                            let want = pending[table]?[key]
+                            let want = pending[table]?.entries[key]
                             XCTAssertEqual(got.map { Entry(value: $0.value, owner: $0.owner?.rawValue ?? "") }, want)
                         default:
                             try checkScan(tx, pending, table)

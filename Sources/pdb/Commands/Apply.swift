@@ -1,0 +1,189 @@
+import ArgumentParser
+import Foundation
+import PartitionDB
+
+/// `pdb apply DIR PARTITION [--durable|--no-sync]`: JSON lines from stdin, applied in
+/// transactions. Input and output lines: spec/cli.md#apply
+struct Apply: PDBCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply JSON lines from stdin (put, del, commit) to a partition in transactions.",
+        discussion: """
+            Each {"op":"commit"} line commits the operations since the previous transaction ended and \
+            prints {"committed":LSN}. A line that is invalid or refused aborts its transaction, rolls \
+            back all of it, and prints {"aborted":true,"error":{"code":C,"message":M}}; the lines \
+            after it, up to and including the next {"op":"commit"} line, belong to the aborted \
+            transaction and are discarded without being applied; the next transaction begins after \
+            that commit line. (A commit that fails aborts at the commit line: nothing is discarded.) \
+            End of input rolls back an open transaction and prints {"rolled_back":N}, or prints \
+            nothing more if it comes while discarding. Exits 0 when every transaction committed, \
+            else 1.
+            """)
+
+    enum DurabilityFlag: String, EnumerableFlag {
+        case durable
+        case noSync
+
+        static func help(for value: DurabilityFlag) -> ArgumentHelp? {
+            switch value {
+            case .durable: return "Each commit is on disk before its line prints."
+            case .noSync: return "Commit without fsync: a crash may lose the latest commits."
+            }
+        }
+    }
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The database directory.")
+    var directory: String
+
+    @Argument(help: "The partition.")
+    var partition: String
+
+    @Flag var durability: DurabilityFlag = .durable
+
+    /// An operation line.
+    enum Operation {
+        case put(table: String, key: [UInt8], value: [UInt8], owner: SubjectID?)
+        case delete(table: String, key: [UInt8])
+        case commit
+    }
+
+    /// Input ended inside a transaction; it carries the number of operations rolled back.
+    struct EndOfInput: Error {
+        var operations: Int
+    }
+
+    struct Committed: Encodable { var committed: UInt64 }
+    struct RolledBack: Encodable {
+        var rolledBack: Int
+        enum CodingKeys: String, CodingKey { case rolledBack = "rolled_back" }
+    }
+    struct Aborted: Encodable {
+        var aborted = true
+        var error: ErrorReport.Body
+    }
+
+    func execute() throws {
+        var input = LineReader()
+        let mode: Durability = durability == .durable ? .durable : .noSync
+        let allCommitted = try Session.withDatabase(directory) { database, _ in
+            let target = try database.partition(partition)
+            var allCommitted = true
+            // One turn per transaction: it begins at the first line that is not blank.
+            while let first = input.next() {
+                // The line being applied; when the transaction aborts, the line that aborted it.
+                var current = first
+                var discarding = false
+                do {
+                    let lsn = try target.write(durability: mode) { tx in
+                        var operations = 0
+                        var line: String? = first
+                        while let text = line {
+                            current = text
+                            switch try Apply.parse(text, number: input.number) {
+                            case .commit:
+                                return tx.lsn
+                            case .put(let table, let key, let value, let owner):
+                                try tx.put(table, key, value, owner: owner)
+                            case .delete(let table, let key):
+                                try tx.delete(table, key)
+                            }
+                            operations += 1
+                            line = input.next()
+                        }
+                        throw EndOfInput(operations: operations)
+                    }
+                    output.json(Committed(committed: lsn.rawValue))
+                } catch let end as EndOfInput {
+                    output.json(RolledBack(rolledBack: end.operations))
+                    allCommitted = false
+                } catch {
+                    let (code, message) = describe(error)
+                    output.json(Aborted(error: .init(code: code, message: message)))
+                    allCommitted = false
+                    // The rest of the aborted transaction, through its commit line, is dropped
+                    // unless the abort was at that commit line (the commit itself failed).
+                    discarding = !Apply.isCommit(current)
+                }
+                output.flush()
+                if discarding { Apply.discardThroughCommit(&input) }
+            }
+            return allCommitted
+        }
+        if !allCommitted { throw ExitCode.failure }
+    }
+
+    /// Whether `text` is a commit line: one that `parse` reads as `.commit`.
+    static func isCommit(_ text: String) -> Bool {
+        (try? JSONDecoder().decode(RecordLine.self, from: Data(text.utf8)))?.op == "commit"
+    }
+
+    /// Skips the lines left of an aborted transaction, through its `{"op":"commit"}` line or to
+    /// the end of input. The skipped lines are not parsed into operations; malformed ones are
+    /// skipped like the others, without output.
+    static func discardThroughCommit(_ input: inout LineReader) {
+        while let line = input.next() {
+            if isCommit(line) { return }
+        }
+    }
+
+    /// Reads one input line into an operation; throws `bad_input` for anything malformed.
+    static func parse(_ text: String, number: Int) throws -> Operation {
+        func bad(_ message: String) -> CLIError { CLIError(code: "bad_input", message: "line \(number): \(message)") }
+        let line: RecordLine
+        do {
+            line = try JSONDecoder().decode(RecordLine.self, from: Data(text.utf8))
+        } catch DecodingError.typeMismatch(_, let context) {
+            let field = context.codingPath.last?.stringValue
+            throw bad(field.map { "field \($0) must be a string" } ?? "not a JSON object")
+        } catch {
+            throw bad("not a JSON object")
+        }
+        func bytes(_ plain: String?, _ base64: String?, _ name: String) throws -> [UInt8] {
+            switch (plain, base64) {
+            case (let plain?, nil): return Array(plain.utf8)
+            case (nil, let base64?):
+                guard let bytes = Bytes.fromBase64(base64) else { throw bad("\(name)_b64 is not valid base64") }
+                return bytes
+            case (nil, nil): throw bad("\(line.op ?? "") needs \(name) or \(name)_b64")
+            case (_?, _?): throw bad("give \(name) or \(name)_b64, not both")
+            }
+        }
+        func table() throws -> String {
+            guard let table = line.table else { throw bad("\(line.op ?? "") needs table") }
+            return table
+        }
+        switch line.op {
+        case "put":
+            var owner: SubjectID? = nil
+            if let name = line.owner {
+                do { owner = try SubjectID(name) } catch let error as PartitionDBError { throw bad(error.description) }
+            }
+            return .put(
+                table: try table(), key: try bytes(line.key, line.keyB64, "key"),
+                value: try bytes(line.value, line.valueB64, "value"), owner: owner)
+        case "del":
+            return .delete(table: try table(), key: try bytes(line.key, line.keyB64, "key"))
+        case "commit":
+            return .commit
+        case nil:
+            throw bad("missing op (put, del or commit)")
+        case let op?:
+            throw bad("unknown op \(op.debugDescription) (use put, del or commit)")
+        }
+    }
+}
+
+/// Lines of stdin, without the blank ones, counting every line read for messages.
+struct LineReader {
+    /// The number of the last line returned, from 1.
+    private(set) var number = 0
+
+    mutating func next() -> String? {
+        while let line = readLine(strippingNewline: true) {
+            number += 1
+            if !line.allSatisfy(\.isWhitespace) { return line }
+        }
+        return nil
+    }
+}

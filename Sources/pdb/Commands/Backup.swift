@@ -1,0 +1,43 @@
+import ArgumentParser
+import PartitionDB
+
+/// `pdb backup DIR PARTITION FILE`
+struct Backup: PDBCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a consistent, compressed copy of a partition to a file.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The database directory.")
+    var directory: String
+
+    @Argument(help: "The partition.")
+    var partition: String
+
+    @Argument(help: "The backup file to write (replaced if it exists).")
+    var file: String
+
+    struct Report: Encodable {
+        var partition: String
+        var file: String
+        var pages: Int
+        var bytes: UInt64
+        var lsn: UInt64
+    }
+
+    func execute() throws {
+        let summary = try Session.withDatabase(directory) { database, _ in
+            try database.partition(partition).backup(to: file)
+        }
+        if json {
+            output.json(
+                Report(
+                    partition: partition, file: file, pages: summary.pages, bytes: summary.bytes,
+                    lsn: summary.lsn.rawValue))
+        } else {
+            output.line(
+                "backed up \(partition) at LSN \(summary.lsn) to \(file): \(summary.pages) pages, \(summary.bytes) bytes"
+            )
+        }
+    }
+}

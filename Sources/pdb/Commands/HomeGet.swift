@@ -1,0 +1,36 @@
+import ArgumentParser
+import PartitionDB
+
+/// `pdb home get DIR SUBJECT`
+struct HomeGet: PDBCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Print a subject's home region; exits 1 when the subject has none.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The database directory.")
+    var directory: String
+
+    @Argument(help: "The subject's pseudonymous id.")
+    var subject: String
+
+    func validate() throws {
+        _ = try Parse.subject(subject)
+    }
+
+    func execute() throws {
+        let id = try Parse.subject(subject)
+        let home = try Session.withDatabase(directory) { _, directory in try directory.home(of: id) }
+        guard let home else {
+            throw CLIError(
+                code: "no_home",
+                message: "subject \(subject) has no home region; assign one with `pdb home set`")
+        }
+        if json {
+            output.json(HomeEntry(subject: subject, home: home.name))
+        } else {
+            output.line(home.name)
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import PartitionDB
+
+/// `pdb home list DIR`
+struct HomeList: PDBCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List every subject and its home region, in subject order.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The database directory.")
+    var directory: String
+
+    struct Report: Encodable {
+        var homes: [HomeEntry]
+    }
+
+    func execute() throws {
+        let entries = try Session.withDatabase(directory) { _, directory in try directory.entries() }
+        if json {
+            output.json(Report(homes: entries.map { HomeEntry(subject: $0.subject.rawValue, home: $0.home.name) }))
+            return
+        }
+        if entries.isEmpty {
+            output.line("no subjects have a home yet")
+            return
+        }
+        let width = entries.map { $0.subject.rawValue.count }.max() ?? 0
+        for entry in entries {
+            let padding = String(repeating: " ", count: width - entry.subject.rawValue.count)
+            output.line("\(entry.subject.rawValue)\(padding)  \(entry.home.name)")
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import PartitionDB
+
+/// `pdb home set DIR SUBJECT REGION`
+struct HomeSet: PDBCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set",
+        abstract: "Assign a subject its home region (once: a different home is refused).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The database directory.")
+    var directory: String
+
+    @Argument(help: "The subject's pseudonymous id.")
+    var subject: String
+
+    @Argument(help: "The home region, such as eu.")
+    var region: String
+
+    func validate() throws {
+        _ = try Parse.subject(subject)
+        _ = try Parse.region(region)
+    }
+
+    struct Report: Encodable {
+        var subject: String
+        var home: String
+        var created: Bool
+    }
+
+    func execute() throws {
+        let id = try Parse.subject(subject)
+        let home = try Parse.region(region)
+        let created = try Session.withDatabase(directory) { _, directory in
+            try directory.assignHome(id, to: home)
+        }
+        if json {
+            output.json(Report(subject: subject, home: home.name, created: created))
+        } else if created {
+            output.line("subject \(subject) now lives in region \(home)")
+        } else {
+            output.line("subject \(subject) already lives in region \(home); nothing changed")
+        }
+    }
+}

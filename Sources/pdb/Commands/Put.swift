@@ -1,0 +1,66 @@
+import ArgumentParser
+import PartitionDB
+
+/// `pdb put DIR PARTITION TABLE KEY VALUE [--owner S]`
+struct Put: PDBCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store a record in one durable transaction, creating the table if needed.",
+        discussion: """
+            In a regional partition every record needs an --owner whose home region is the \
+            partition's region; the engine refuses any other owner and writes nothing. Records of \
+            the global partition have no owner.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The database directory.")
+    var directory: String
+
+    @Argument(help: "The partition.")
+    var partition: String
+
+    @Argument(help: "The table.")
+    var table: String
+
+    @Argument(help: "The key (UTF-8 text, or base64 with --key-b64).")
+    var key: String
+
+    @Argument(help: "The value (UTF-8 text, or base64 with --value-b64).")
+    var value: String
+
+    @Option(help: "The subject the record is about.")
+    var owner: String?
+
+    @Flag(help: "KEY is base64.")
+    var keyB64 = false
+
+    @Flag(help: "VALUE is base64.")
+    var valueB64 = false
+
+    func validate() throws {
+        _ = try Parse.bytes(key, base64: keyB64, what: "KEY")
+        _ = try Parse.bytes(value, base64: valueB64, what: "VALUE")
+        if let owner { _ = try Parse.subject(owner) }
+    }
+
+    struct Report: Encodable {
+        var committed: UInt64
+    }
+
+    func execute() throws {
+        let keyBytes = try Parse.bytes(key, base64: keyB64, what: "KEY")
+        let valueBytes = try Parse.bytes(value, base64: valueB64, what: "VALUE")
+        let subject = try owner.map { try Parse.subject($0) }
+        let lsn = try Session.withDatabase(directory) { database, _ in
+            try database.partition(partition).write { tx in
+                try tx.put(table, keyBytes, valueBytes, owner: subject)
+                return tx.lsn
+            }
+        }
+        if json {
+            output.json(Report(committed: lsn.rawValue))
+        } else {
+            output.line("committed at LSN \(lsn)")
+        }
+    }
+}

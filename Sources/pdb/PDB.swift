@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+
+/// The `pdb` command line: one subcommand per file in `Commands/`. Output formats and exit codes:
+/// spec/cli.md.
+@main
+struct PDB: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pdb",
+        abstract: "Inspect and change a PartitionDB database from the shell.",
+        discussion: """
+            Every command takes the database directory first. Add --json for machine-readable output \
+            (described in spec/cli.md). Exit codes: 0 success, 1 failure, 64 usage error.
+            """,
+        subcommands: [
+            Init.self, CreatePartition.self, Info.self, Check.self, Home.self, Get.self, Put.self, Del.self,
+            Scan.self, Apply.self, Compact.self, Backup.self, Restore.self,
+        ]
+    )
+
+    /// Parses and runs like `ParsableCommand.main()`, except that a usage error of a `--json`
+    /// invocation is reported as a JSON error object on stdout, so scripts parse one format.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure, wantsJSON(arguments) {
+                Output.shared.json(ErrorReport(code: "usage", message: message(for: error)))
+                Output.shared.flush()
+                Foundation.exit(code.rawValue)
+            }
+            Output.shared.flush()
+            exit(withError: error)
+        }
+    }
+
+    /// Whether `--json` appears among the options (before a `--` that ends them).
+    private static func wantsJSON(_ arguments: [String]) -> Bool {
+        for argument in arguments {
+            if argument == "--" { return false }
+            if argument == "--json" { return true }
+        }
+        return false
+    }
+}

@@ -1,3 +1,0 @@
-import PartitionDB
-
-print("pdb")

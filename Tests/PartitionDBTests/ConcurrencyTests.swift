@@ -1,0 +1,124 @@
+import Foundation
+import XCTest
+
+@testable import PartitionDB
+
+/// Snapshot isolation: readers on several threads see exactly the commit they started on while
+/// a writer commits, and neither waits for the other.
+final class ConcurrencyTests: XCTestCase {
+    func testReadersSeeTheirSnapshotWhileWriterCommits() throws {
+        let path = try temporaryDirectory(self)
+        var options = Options()
+        options.autoCheckpointFrames = 50
+        let db = try Database.create(at: path, region: eu, options: options)
+        let partition = try db.globalPartition()
+        let commits = 300
+        try partition.write { tx in try tx.put("state", bytes("counter"), bytes("0")) }
+
+        let failures = FailureLog()
+        let writerDone = AtomicFlag()
+        let group = DispatchGroup()
+        for reader in 0..<4 {
+            DispatchQueue.global().async(group: group) {
+                var reads = 0
+                while !writerDone.value || reads < 20 {
+                    do {
+                        try partition.read { tx in
+                            // Commit i wrote counter = i and keys k0 ... k(i-1): a snapshot holds all or nothing of it.
+                            let counter = Int(String(decoding: try tx.get("state", bytes("counter"))!, as: UTF8.self))!
+                            let count = try tx.hasTable("items") ? try tx.count("items") : 0
+                            if count != counter {
+                                failures.add("reader \(reader): count \(count) with counter \(counter)")
+                            }
+                            Thread.sleep(forTimeInterval: 0.0005)
+                            var seen = 0
+                            if try tx.hasTable("items") {
+                                try tx.scan("items") { _ in
+                                    seen += 1
+                                    return true
+                                }
+                            }
+                            if seen != counter {
+                                failures.add("reader \(reader): scanned \(seen) with counter \(counter)")
+                            }
+                            let again = Int(String(decoding: try tx.get("state", bytes("counter"))!, as: UTF8.self))!
+                            if again != counter {
+                                failures.add("reader \(reader): counter moved from \(counter) to \(again)")
+                            }
+                        }
+                    } catch {
+                        failures.add("reader \(reader): \(error)")
+                    }
+                    reads += 1
+                }
+            }
+        }
+        for i in 1...commits {
+            try partition.write(durability: .noSync) { tx in
+                try tx.put(
+                    "items", bytes(String(format: "k%06d", i - 1)), [UInt8](repeating: UInt8(i & 0xFF), count: 100 + i))
+                try tx.put("state", bytes("counter"), bytes(String(i)))
+            }
+        }
+        writerDone.set()
+        group.wait()
+        XCTAssertEqual(failures.all, [])
+        XCTAssertTrue(try partition.check().isClean)
+        try db.close()
+    }
+
+    func testLongReaderDoesNotBlockWriterAndKeepsItsSnapshot() throws {
+        let path = try temporaryDirectory(self)
+        var options = Options()
+        options.autoCheckpointFrames = 10
+        let db = try Database.create(at: path, region: eu, options: options)
+        let partition = try db.globalPartition()
+        try partition.write { tx in try tx.put("t", bytes("a"), bytes("old")) }
+
+        let readerStarted = DispatchSemaphore(value: 0)
+        let writerFinished = DispatchSemaphore(value: 0)
+        let failures = FailureLog()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            do {
+                try partition.read { tx in
+                    readerStarted.signal()
+                    // The writer must finish its 200 commits while this snapshot stays open.
+                    if writerFinished.wait(timeout: .now() + 60) == .timedOut { failures.add("writer was blocked") }
+                    if try tx.get("t", bytes("a")) != bytes("old") { failures.add("snapshot changed") }
+                    if try tx.count("t") != 1 { failures.add("count changed") }
+                }
+            } catch {
+                failures.add("\(error)")
+            }
+            done.signal()
+        }
+        readerStarted.wait()
+        for i in 0..<200 {
+            try partition.write(durability: .noSync) { tx in
+                try tx.put("t", bytes("a"), bytes("new \(i)"))
+                try tx.put("t", bytes("k\(i)"), [UInt8](repeating: 1, count: 500))
+            }
+        }
+        writerFinished.signal()
+        done.wait()
+        XCTAssertEqual(failures.all, [])
+        try partition.read { tx in XCTAssertEqual(try tx.get("t", bytes("a")), bytes("new 199")) }
+        XCTAssertTrue(try partition.check().isClean)
+        try db.close()
+    }
+}
+
+final class FailureLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var failures: [String] = []
+    func add(_ failure: String) { lock.withLock { failures.append(failure) } }
+    var all: [String] { lock.withLock { failures } }
+}
+
+final class AtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    func set() { lock.withLock { flag = true } }
+    var value: Bool { lock.withLock { flag } }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import XCTest
+
+@testable import PartitionDB
+
+final class MaintenanceTests: XCTestCase {
+    func makeDatabase(_ name: String = #function) throws -> (Database, String) {
+        let path = try temporaryDirectory(self, name)
+        let db = try Database.create(at: path, region: eu)
+        let resolver = FixedResolver()
+        for i in 0..<10 { resolver.set("s\(i)", eu) }
+        db.setResolver(resolver)
+        return (db, path)
+    }
+
+    func fill(_ p: Partition, from: Int, to: Int) throws {
+        try p.write { tx in
+            for i in from..<to {
+                try tx.put(
+                    "t", bytes(String(format: "k%06d", i)),
+                    [UInt8](repeating: UInt8(i & 0xFF), count: i % 50 == 0 ? 20_000 : 150),
+                    owner: try SubjectID("s\(i % 10)"))
+            }
+        }
+    }
+
+    func contents(_ p: Partition) throws -> [Record] {
+        try p.read { tx in
+            var all: [Record] = []
+            for table in try tx.tables() {
+                try tx.scan(table) {
+                    all.append($0); return true
+                }
+            }
+            return all
+        }
+    }
+
+    func testFreePagesAreReusedSoRewritesDoNotGrowTheFile() throws {
+        let (db, _) = try makeDatabase()
+        let p = try db.createPartition("p")
+        try fill(p, from: 0, to: 3000)
+        let grown = try p.info().pageCount
+        for _ in 0..<10 {
+            try p.write { tx in for i in 0..<3000 { try tx.delete("t", bytes(String(format: "k%06d", i))) } }
+            try fill(p, from: 0, to: 3000)
+        }
+        let after = try p.info().pageCount
+        XCTAssertLessThanOrEqual(after, grown + grown / 10, "file grew from \(grown) to \(after) pages")
+        XCTAssertTrue(try p.check().isClean)
+        try db.close()
+    }
+
+    func testCompactionShrinksTheFileAndKeepsEverything() throws {
+        let (db, _) = try makeDatabase()
+        let p = try db.createPartition("p")
+        try fill(p, from: 0, to: 5000)
+        try p.write { tx in for i in 0..<5000 where i % 4 != 0 { try tx.delete("t", bytes(String(format: "k%06d", i))) }
+        }
+        let before = try contents(p)
+        let lsn = p.lastLSN
+        let summary = try p.compact()
+        XCTAssertLessThan(summary.bytesAfter, summary.bytesBefore / 2)
+        XCTAssertEqual(try contents(p), before)
+        XCTAssertEqual(p.lastLSN, lsn)
+        XCTAssertTrue(try p.check().isClean)
+        try p.read { tx in
+            XCTAssertEqual(
+                try tx.keys(ownedBy: try SubjectID("s0")).count, before.filter { $0.owner?.rawValue == "s0" }.count)
+        }
+        try fill(p, from: 5000, to: 5100)
+        try db.close()
+    }
+
+    func testBackupWhileWritingAndRestore() throws {
+        let (db, path) = try makeDatabase()
+        let p = try db.createPartition("p")
+        try fill(p, from: 0, to: 2000)
+        let expected = try contents(p)
+        let backup = path + "/p.backup"
+        let summary = try p.backup(to: backup)
+        XCTAssertEqual(summary.lsn, p.lastLSN)
+        try fill(p, from: 2000, to: 2500)
+        let restored = try db.restore(from: backup, as: "copy")
+        XCTAssertEqual(restored.lsn, summary.lsn)
+        let copy = try db.partition("copy")
+        XCTAssertEqual(try contents(copy), expected)
+        XCTAssertTrue(try copy.check().isClean)
+        XCTAssertThrowsError(try db.restore(from: backup, as: "copy")) {
+            XCTAssertEqual($0 as? PartitionDBError, .partitionExists(name: "copy"))
+        }
+        // A damaged backup is refused with a typed error and creates nothing.
+        var backupBytes = try Data(contentsOf: URL(fileURLWithPath: backup))
+        backupBytes[backupBytes.count / 2] ^= 0x55
+        try backupBytes.write(to: URL(fileURLWithPath: backup))
+        XCTAssertThrowsError(try db.restore(from: backup, as: "broken")) {
+            guard case .badBackup = $0 as? PartitionDBError else { return XCTFail("\($0)") }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + "/broken.pdb"))
+        try db.close()
+    }
+
+    func testChangeSetsBringACopyUpToDate() throws {
+        let (db, path) = try makeDatabase()
+        let p = try db.createPartition("p")
+        try fill(p, from: 0, to: 500)
+        let backup = path + "/p.backup"
+        try p.backup(to: backup)
+
+        let replicaPath = try temporaryDirectory(self, "replica")
+        let replicaDB = try Database.create(at: replicaPath, region: eu)
+        try replicaDB.restore(from: backup)
+        let replica = try replicaDB.partition("p")
+        for round in 0..<5 {
+            try fill(p, from: 500 + round * 100, to: 600 + round * 100)
+            try p.write { tx in _ = try tx.delete("t", bytes(String(format: "k%06d", round))) }
+            let changes = try p.changes(after: replica.lastLSN)
+            XCTAssertFalse(changes.isEmpty)
+            for change in changes { try replica.apply(change) }
+            XCTAssertEqual(replica.lastLSN, p.lastLSN)
+            XCTAssertEqual(try contents(replica), try contents(p))
+        }
+        XCTAssertTrue(try replica.check().isClean)
+        // A change set out of order is refused.
+        let changes = try p.changes(after: LSN(p.lastLSN.rawValue - 1))
+        XCTAssertThrowsError(try replica.apply(changes[0])) {
+            guard case .changeStreamMismatch = $0 as? PartitionDBError else { return XCTFail("\($0)") }
+        }
+        try replicaDB.close()
+        try db.close()
+    }
+
+    func testLimits() throws {
+        let (db, _) = try makeDatabase()
+        let p = try db.createPartition("p")
+        let owner = try SubjectID("s1")
+        let big = [UInt8](repeating: 7, count: 16 << 20)
+        try p.write { tx in
+            try tx.put("t", [UInt8](repeating: 1, count: WriteTransaction.maxKeySize), bytes("max key"), owner: owner)
+            try tx.put("t", bytes("big"), big, owner: owner)
+            XCTAssertThrowsError(
+                try tx.put("t", [UInt8](repeating: 1, count: WriteTransaction.maxKeySize + 1), [], owner: owner)
+            ) {
+                XCTAssertEqual($0 as? PartitionDBError, .keyTooLarge(size: 1025, limit: 1024))
+            }
+            XCTAssertThrowsError(try tx.put("t", [], [], owner: owner)) {
+                XCTAssertEqual($0 as? PartitionDBError, .keyEmpty)
+            }
+            XCTAssertThrowsError(
+                try tx.put(
+                    "t", bytes("huge"), [UInt8](repeating: 0, count: WriteTransaction.maxValueSize + 1), owner: owner)
+            ) {
+                guard case .valueTooLarge = $0 as? PartitionDBError else { return XCTFail("\($0)") }
+            }
+        }
+        try p.read { tx in
+            XCTAssertEqual(try tx.get("t", bytes("big")), big)
+            XCTAssertEqual(try tx.get("t", [UInt8](repeating: 1, count: 1024)), bytes("max key"))
+        }
+        XCTAssertTrue(try p.check().isClean)
+        try db.close()
+    }
+}

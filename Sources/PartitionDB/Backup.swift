@@ -175,6 +175,7 @@ extension Database {
         try file.sync()
         // The old partition's log must not be replayed onto the restored file.
         try fileSystem.remove(PartitionFile.logPath(path))
+        try fileSystem.syncDirectory(self.path)
         try fileSystem.rename(temporary, to: path)
         try fileSystem.syncDirectory(self.path)
         return RestoreSummary(partition: target, pages: Int(header.pageCount), lsn: header.lsn)

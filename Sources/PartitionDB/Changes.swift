@@ -80,7 +80,7 @@ extension Partition {
                 header.lastLSN == changes.lsn, header.pageCount == changes.pageCount
             else { throw mismatch("its header disagrees with this copy") }
             try pager.commit(pages, header: header, durability: durability ?? options.durability)
-            if pager.needsCheckpoint { try pager.checkpoint() }
+            checkpointIfNeeded(pager)
         }
     }
 }

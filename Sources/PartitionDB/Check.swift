@@ -170,6 +170,9 @@ struct Checker {
                 do {
                     let header = try pager.wal.readFrameHeader(frame)
                     let page = try pager.wal.readFrame(frame)
+                    // A checkpoint may restart the log under this pass; its frames are then in
+                    // the partition file, and what was read may be newer frames: stop here.
+                    if pager.currentGeneration != context.snapshot.generation { break }
                     try Pager.verify(page, number: header.page, file: logPath)
                 } catch let error as PartitionDBError {
                     record(error, page: nil, file: logPath)

@@ -9,8 +9,8 @@ public struct CompactionSummary: Sendable, Equatable {
 extension Partition {
     /// Rewrites the partition into a new file holding only live pages, packed in key order, and
     /// swaps it in (SQLite's VACUUM). Writers wait; readers that started before keep reading the
-    /// old file to their end. The LSN and file id stay; the log starts empty, so change streams
-    /// from before the compaction are no longer available.
+    /// old file to their end. The LSN stays; the file gets a new file id and an empty log, so
+    /// copies made before must be made again from a backup.
     public func compact() throws -> CompactionSummary {
         try exclusively {
             let old = self.pager
@@ -26,10 +26,10 @@ extension Partition {
             let directory = PartitionFile.directoryOf(path)
             let temporary = path + ".compacting"
             try? fileSystem.remove(PartitionFile.logPath(temporary))
+            // A new file id: the layout changes, so change sets from before must never apply to it.
             try PartitionFile.create(
                 at: temporary, directory: directory, name: header.name, region: header.region,
-                pageSize: header.pageSize,
-                fileID: header.fileID, fileSystem: fileSystem)
+                pageSize: header.pageSize, fileSystem: fileSystem)
             let copyPager = try PartitionFile.open(
                 at: temporary, expectedRegion: header.region, options: options, fileSystem: fileSystem)
             let copy = Partition(
@@ -39,11 +39,21 @@ extension Partition {
             try copy.close()
             try fileSystem.remove(PartitionFile.logPath(temporary))
 
+            // The old log goes (durably) before the new file takes the name, so no crash can pair
+            // them. Its commits are all in the old file, so losing it loses nothing.
             try fileSystem.remove(PartitionFile.logPath(path))
-            try fileSystem.rename(temporary, to: path)
             try fileSystem.syncDirectory(directory)
-            let fresh = try PartitionFile.open(
-                at: path, expectedRegion: region, options: options, fileSystem: fileSystem)
+            try fileSystem.rename(temporary, to: path)
+            let fresh: Pager
+            do {
+                try fileSystem.syncDirectory(directory)
+                fresh = try PartitionFile.open(
+                    at: path, expectedRegion: region, options: options, fileSystem: fileSystem)
+            } catch let error as PartitionDBError {
+                // The old file is gone from the directory: this handle must not write to it.
+                failure = error
+                throw error
+            }
             self.pager = fresh
             let after = fresh.latestSnapshot.header
             return CompactionSummary(

@@ -18,6 +18,7 @@ public final class Database: @unchecked Sendable {
     private let stateLock = Lock()
     private var partitions: [String: Partition] = [:]
     private var resolver: (any HomeRegionResolver)? = nil
+    private var isClosed = false
 
     private init(path: String, region: Region, options: Options, fileSystem: any FileSystem, lock: FileLock) {
         self.path = path
@@ -41,6 +42,7 @@ public final class Database: @unchecked Sendable {
                 kind: "region", name: region.name, reason: "global is reserved for the directory")
         }
         try fileSystem.makeDirectory(path)
+        try fileSystem.syncDirectory(PartitionFile.directoryOf(path))
         let lock = try FileLock(path: path + "/LOCK")
         let identity = path + "/" + identityFileName
         guard !fileSystem.exists(identity) else { throw PartitionDBError.databaseExists(path: path) }
@@ -122,9 +124,14 @@ public final class Database: @unchecked Sendable {
         }
         guard name != Database.globalPartitionName else { throw PartitionDBError.partitionExists(name: name) }
         let file = Database.partitionPath(path, name)
-        guard !fileSystem.exists(file) else { throw PartitionDBError.partitionExists(name: name) }
-        try PartitionFile.create(
-            at: file, directory: path, name: name, region: region, pageSize: options.pageSize, fileSystem: fileSystem)
+        // Under the lock, so two threads creating the same name cannot both pass the check.
+        try stateLock.withLock {
+            guard !isClosed else { throw PartitionDBError.closed(partition: name) }
+            guard !fileSystem.exists(file) else { throw PartitionDBError.partitionExists(name: name) }
+            try PartitionFile.create(
+                at: file, directory: path, name: name, region: region, pageSize: options.pageSize,
+                fileSystem: fileSystem)
+        }
         return try partition(name)
     }
 
@@ -133,6 +140,7 @@ public final class Database: @unchecked Sendable {
     public func partition(_ name: String) throws -> Partition {
         try Names.validate(name, kind: "partition")
         return try stateLock.withLock {
+            guard !isClosed else { throw PartitionDBError.closed(partition: name) }
             if let open = partitions[name] { return open }
             let file = Database.partitionPath(path, name)
             guard fileSystem.exists(file) else { throw PartitionDBError.noSuchPartition(name: name) }
@@ -142,6 +150,7 @@ public final class Database: @unchecked Sendable {
             let partition = Partition(
                 name: name, region: region, path: file, fileSystem: fileSystem, pager: pager, options: options,
                 resolver: { [weak self] in self?.currentResolver })
+            partition.onClose = { [weak self] in self?.forget(name) }
             partitions[name] = partition
             return partition
         }
@@ -160,6 +169,7 @@ public final class Database: @unchecked Sendable {
     /// Closes every open partition (checkpointing it) and releases the directory's lock.
     public func close() throws {
         let open = stateLock.withLock {
+            isClosed = true
             let all = Array(partitions.values)
             partitions = [:]
             return all
@@ -174,7 +184,7 @@ public final class Database: @unchecked Sendable {
 
     func isOpen(_ name: String) -> Bool { stateLock.withLock { partitions[name] != nil } }
 
-    /// Forgets an open partition handle (after compaction or restore replaced its file).
+    /// Forgets a closed partition handle, so the next `partition(name)` opens it afresh.
     func forget(_ name: String) {
         stateLock.withLock { _ = partitions.removeValue(forKey: name) }
     }

@@ -19,12 +19,22 @@ public final class Partition: @unchecked Sendable {
         set { pagerLock.withLock { currentPager = newValue } }
     }
 
+    /// The pager, or `closed` once the partition is closed.
+    func openPager() throws -> Pager {
+        try pagerLock.withLock {
+            guard !isClosed else { throw PartitionDBError.closed(partition: name) }
+            return currentPager
+        }
+    }
+
     /// Serializes write transactions, checkpoints, compaction and close.
     private let writerLock = Lock()
     /// Guarded by `writerLock`: set after a failed commit write or sync. Reads still work.
-    private var failure: PartitionDBError? = nil
-    /// Guarded by `writerLock`.
+    var failure: PartitionDBError? = nil
+    /// Guarded by `writerLock` for writers; readers look at it through `pagerLock`.
     private var isClosed = false
+    /// Called once by `close()`, so the database forgets this handle and opens a fresh one.
+    var onClose: (@Sendable () -> Void)? = nil
 
     init(
         name: String, region: Region, path: String, fileSystem: any FileSystem, pager: Pager, options: Options,
@@ -46,7 +56,7 @@ public final class Partition: @unchecked Sendable {
 
     /// Runs `body` on a snapshot of the newest commit.
     public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
-        let pager = self.pager
+        let pager = try openPager()
         let (id, snapshot) = pager.beginRead()
         defer { pager.endRead(id) }
         let transaction = ReadTransaction(context: PageContext(pager: pager, snapshot: snapshot), partition: self)
@@ -60,7 +70,7 @@ public final class Partition: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         try checkWritable()
-        let pager = self.pager
+        let pager = try openPager()
         let context = WriteContext(pager: pager, snapshot: pager.latestSnapshot)
         context.header.lastLSN = context.header.lastLSN.next
         let transaction = WriteTransaction(context: context, partition: self)
@@ -77,12 +87,25 @@ public final class Partition: @unchecked Sendable {
     private func commit(_ context: WriteContext, durability: Durability) throws {
         do {
             try pager.commit(context.pagesForCommit(), header: context.header, durability: durability)
-            if pager.needsCheckpoint { try pager.checkpoint() }
         } catch let error as PartitionDBError {
             // A failed write or fsync leaves the disk in an unknown state: never retry it as if it
             // had worked (the PostgreSQL fsync lesson). Reopening runs recovery from what is on disk.
             failure = error
             throw error
+        }
+        checkpointIfNeeded(pager)
+    }
+
+    /// Runs the automatic checkpoint after a commit. The commit has succeeded whatever happens
+    /// here; a failure only stops further writes until the partition is reopened.
+    func checkpointIfNeeded(_ pager: Pager) {
+        guard pager.needsCheckpoint else { return }
+        do {
+            try pager.checkpoint()
+        } catch let error as PartitionDBError {
+            failure = error
+        } catch {
+            failure = .io(errno: 0, operation: "checkpoint", path: path)
         }
     }
 
@@ -103,6 +126,9 @@ public final class Partition: @unchecked Sendable {
             throw error
         }
     }
+
+    /// Whether `close()` has run.
+    public var isOpen: Bool { pagerLock.withLock { !isClosed } }
 
     // MARK: Residency
 
@@ -133,7 +159,8 @@ public final class Partition: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         guard !isClosed else { return }
-        isClosed = true
+        pagerLock.withLock { isClosed = true }
+        onClose?()
         let pager = self.pager
         // With readers still running, their reads need the files: those close when the last
         // reference to the pager goes.

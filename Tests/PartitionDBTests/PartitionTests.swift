@@ -74,3 +74,25 @@ final class PartitionTests: XCTestCase {
         try db.close()
     }
 }
+
+final class HandleTests: XCTestCase {
+    func testClosedPartitionRefusesUseAndReopensFresh() throws {
+        let path = try temporaryDirectory(self)
+        let db = try Database.create(at: path, region: eu)
+        let global = try db.globalPartition()
+        try global.write { try $0.put("t", bytes("k"), bytes("v")) }
+        try global.close()
+        XCTAssertFalse(global.isOpen)
+        XCTAssertThrowsError(try global.read { _ in }) {
+            XCTAssertEqual($0 as? PartitionDBError, .closed(partition: "global"))
+        }
+        XCTAssertThrowsError(try global.write { _ in }) {
+            XCTAssertEqual($0 as? PartitionDBError, .closed(partition: "global"))
+        }
+        let reopened = try db.globalPartition()
+        XCTAssertTrue(reopened.isOpen)
+        try reopened.read { XCTAssertEqual(try $0.get("t", bytes("k")), bytes("v")) }
+        try db.close()
+        XCTAssertThrowsError(try db.globalPartition())
+    }
+}

@@ -26,6 +26,12 @@ final class WriteAheadLog {
     var backfilled = 0
     /// Whether every published frame is known to be on disk.
     var isSynced = true
+    /// The checksum of the last published frame. Each frame's checksum continues from the one
+    /// before it (as in SQLite), so a stale frame left behind by a torn write can never join a
+    /// newer sequence of frames, even with the same salt and LSN.
+    private(set) var chain: UInt32 = 0
+    /// The chain after the frames written by the last `write`, taken over by `publish`.
+    private var pendingChain: UInt32 = 0
     /// For each page, the frames holding an image of it, ascending.
     private var index: [UInt32: [Int32]] = [:]
     /// The commits still in the log: LSN and the frame after the commit's last frame.
@@ -74,6 +80,8 @@ final class WriteAheadLog {
 
         var pending: [(UInt32, Int32)] = []
         var frame = 0
+        var running: UInt32 = 0
+        chain = 0
         // Every frame of a commit carries the commit's LSN, and commits follow each other by one.
         var expectedLSN: LSN? = nil
         let batch = max(1, (1 << 20) / frameSize)
@@ -82,8 +90,11 @@ final class WriteAheadLog {
             let n = min(batch, available)
             let chunk = try file.read(at: frameOffset(frame), count: n * frameSize)
             for i in 0..<n {
-                guard let parsed = WriteAheadLog.parseFrame(chunk, at: i * frameSize, pageSize: pageSize, salt: salt)
+                guard
+                    let (parsed, checksum) = WriteAheadLog.parseFrame(
+                        chunk, at: i * frameSize, pageSize: pageSize, salt: salt, previous: running)
                 else { break scan }
+                running = checksum
                 if let expected = expectedLSN, parsed.lsn != expected { break scan }
                 expectedLSN = parsed.lsn
                 pending.append((parsed.page.rawValue, Int32(frame)))
@@ -92,6 +103,7 @@ final class WriteAheadLog {
                     pending.removeAll()
                     commits.append((parsed.lsn, frame + 1))
                     frameCount = frame + 1
+                    chain = running
                     expectedLSN = parsed.lsn.next
                 }
                 frame += 1
@@ -99,6 +111,9 @@ final class WriteAheadLog {
         }
         backfilled = 0
         isSynced = true
+        // Without a complete commit, start a new log (new salt) rather than append after frames
+        // of a commit that never completed.
+        if frameCount == 0 { restartPending = true }
     }
 
     struct FrameHeader {
@@ -108,10 +123,13 @@ final class WriteAheadLog {
         var isCommit: Bool { commitPageCount != 0 }
     }
 
-    /// Parses and verifies the frame at `base` in `bytes`; nil when it is not a valid frame of this log.
-    static func parseFrame(_ bytes: [UInt8], at base: Int, pageSize: Int, salt: UInt64) -> FrameHeader? {
+    /// Parses and verifies the frame at `base` in `bytes`, whose checksum must continue from
+    /// `previous`; returns it with its checksum, or nil when it is not the next valid frame.
+    static func parseFrame(_ bytes: [UInt8], at base: Int, pageSize: Int, salt: UInt64, previous: UInt32) -> (
+        FrameHeader, UInt32
+    )? {
         guard base + frameHeaderSize + pageSize <= bytes.count else { return nil }
-        return bytes.withUnsafeBytes { raw -> FrameHeader? in
+        return bytes.withUnsafeBytes { raw -> (FrameHeader, UInt32)? in
             let pageNumber = raw.loadUnaligned(fromByteOffset: base, as: UInt32.self).littleEndian
             let commitPageCount = raw.loadUnaligned(fromByteOffset: base + 4, as: UInt32.self).littleEndian
             let lsn = raw.loadUnaligned(fromByteOffset: base + 8, as: UInt64.self).littleEndian
@@ -119,13 +137,13 @@ final class WriteAheadLog {
             let stored = raw.loadUnaligned(fromByteOffset: base + 24, as: UInt32.self).littleEndian
             guard frameSalt == salt, lsn > 0 else { return nil }
             let pageStart = base + frameHeaderSize
-            var crc = CRC32C.update(0, UnsafeRawBufferPointer(rebasing: raw[base..<(base + 24)]))
+            var crc = CRC32C.update(previous, UnsafeRawBufferPointer(rebasing: raw[base..<(base + 24)]))
             crc = CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: raw[pageStart..<(pageStart + 4)]))
             guard crc == stored else { return nil }
             let pageChecksum = raw.loadUnaligned(fromByteOffset: pageStart, as: UInt32.self).littleEndian
             let body = CRC32C.update(0, UnsafeRawBufferPointer(rebasing: raw[(pageStart + 4)..<(pageStart + pageSize)]))
             guard pageChecksum == body ^ (pageNumber &* 0x9E37_79B1) else { return nil }
-            return FrameHeader(page: PageNumber(pageNumber), commitPageCount: commitPageCount, lsn: LSN(lsn))
+            return (FrameHeader(page: PageNumber(pageNumber), commitPageCount: commitPageCount, lsn: LSN(lsn)), crc)
         }
     }
 
@@ -139,16 +157,21 @@ final class WriteAheadLog {
         var buffer: [UInt8] = []
         let chunkLimit = 4 << 20
         buffer.reserveCapacity(min(chunkLimit, WriteAheadLog.headerSize + pages.count * frameSize))
+        var running = chain
         if restartPending {
+            // The new header (new salt) is on disk before any frame of the new log, so a torn
+            // write can never leave old frames behind a header that would accept them.
             salt = UInt64.random(in: 1...UInt64.max)
-            buffer.append(contentsOf: encodeHeader())
-            offset = 0
-        } else {
-            offset = frameOffset(frameCount)
+            try file.write(encodeHeader(), at: 0)
+            try file.sync()
+            running = 0
         }
+        offset = frameOffset(restartPending ? 0 : frameCount)
         for (i, (number, page)) in pages.enumerated() {
             let isLast = i == pages.count - 1
-            appendFrame(to: &buffer, number: number, page: page, lsn: lsn, commitPageCount: isLast ? pageCount : 0)
+            running = appendFrame(
+                to: &buffer, number: number, page: page, lsn: lsn, commitPageCount: isLast ? pageCount : 0,
+                previous: running)
             if buffer.count >= chunkLimit || isLast {
                 try file.write(buffer, at: offset)
                 offset += UInt64(buffer.count)
@@ -156,6 +179,7 @@ final class WriteAheadLog {
             }
         }
         if sync { try file.sync() }
+        pendingChain = running
     }
 
     func encodeHeader() -> [UInt8] {
@@ -171,9 +195,10 @@ final class WriteAheadLog {
         return header.bytes
     }
 
+    /// Appends one frame and returns its checksum, which the next frame continues from.
     private func appendFrame(
-        to buffer: inout [UInt8], number: PageNumber, page: Page, lsn: LSN, commitPageCount: UInt32
-    ) {
+        to buffer: inout [UInt8], number: PageNumber, page: Page, lsn: LSN, commitPageCount: UInt32, previous: UInt32
+    ) -> UInt32 {
         precondition(page.size == pageSize, "frame page size mismatch")
         var header = [UInt8](repeating: 0, count: WriteAheadLog.frameHeaderSize)
         header.withUnsafeMutableBytes { raw in
@@ -182,22 +207,25 @@ final class WriteAheadLog {
             raw.storeBytes(of: lsn.rawValue.littleEndian, toByteOffset: 8, as: UInt64.self)
             raw.storeBytes(of: salt.littleEndian, toByteOffset: 16, as: UInt64.self)
         }
-        var crc = header.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
+        var crc = header.withUnsafeBytes { CRC32C.update(previous, UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
         crc = page.bytes.withUnsafeBytes { CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: $0[0..<4])) }
         header.withUnsafeMutableBytes { $0.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self) }
         buffer.append(contentsOf: header)
         buffer.append(contentsOf: page.bytes)
+        return crc
     }
 
     /// Makes the frames written by the last `write` visible. Call under the state lock.
     func publish(pages: [PageNumber], lsn: LSN, synced: Bool) {
         restartPending = false
+        chain = pendingChain
         for (i, number) in pages.enumerated() {
             index[number.rawValue, default: []].append(Int32(frameCount + i))
         }
         frameCount += pages.count
         commits.append((lsn, frameCount))
-        if !synced { isSynced = false }
+        // A sync covers every frame written before it.
+        isSynced = synced
     }
 
     // MARK: Lookup
@@ -242,6 +270,7 @@ final class WriteAheadLog {
     func restart() {
         precondition(backfilled == frameCount, "restarting a log whose frames are not all in the partition file")
         restartPending = true
+        chain = 0
         index = [:]
         commits = []
         frameCount = 0

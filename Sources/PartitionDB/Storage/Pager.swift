@@ -69,12 +69,22 @@ final class Pager: @unchecked Sendable {
 
     /// The page as of `snapshot`, checksum-verified and structurally validated.
     func page(_ number: PageNumber, in snapshot: Snapshot) throws -> Page {
+        while true {
+            if let page = try readOnce(number, in: snapshot) { return page }
+        }
+    }
+
+    /// One attempt of `page(_:in:)`; nil when the log restarted while a frame was being read, so
+    /// the frame may have been overwritten (the retry reads the partition file, which by then
+    /// holds everything the log held).
+    private func readOnce(_ number: PageNumber, in snapshot: Snapshot) throws -> Page? {
         var frame: Int? = nil
         var key = CacheKey(page: number.rawValue, version: 0)
         stateLock.lock()
-        if snapshot.generation == wal.generation, let f = wal.latestFrame(of: number, below: snapshot.frameLimit) {
+        let generation = wal.generation
+        if snapshot.generation == generation, let f = wal.latestFrame(of: number, below: snapshot.frameLimit) {
             frame = f
-            key.version = wal.generation << 32 | UInt64(f + 1)
+            key.version = generation << 32 | UInt64(f + 1)
         }
         if let hit = cache[key] {
             stateLock.unlock()
@@ -100,6 +110,7 @@ final class Pager: @unchecked Sendable {
                     file: path, page: number.rawValue, reason: "file ends before the page")
             }
         }
+        if frame != nil && currentGeneration != generation { return nil }
         try Pager.verify(page, number: number, file: path)
         stateLock.withLock { insertIntoCache(key, page) }
         return page
@@ -227,6 +238,8 @@ extension Pager {
     }
 
     /// The commits still in the log, taken under the state lock.
+    var currentGeneration: UInt64 { stateLock.withLock { wal.generation } }
+
     func stateLockedCommits() -> [(lsn: LSN, endFrame: Int)] {
         stateLock.withLock { wal.commits }
     }

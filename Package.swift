@@ -19,7 +19,9 @@ let package = Package(
             pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]
         ),
-        .target(name: "PartitionDB", dependencies: ["CZstd"]),
+        // Atomic page flags and hardware CRC-32C (see its header).
+        .target(name: "CPartitionSupport"),
+        .target(name: "PartitionDB", dependencies: ["CZstd", "CPartitionSupport"]),
         .target(name: "Residency", dependencies: ["PartitionDB"]),
         .executableTarget(
             name: "pdb",

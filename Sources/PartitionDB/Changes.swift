@@ -79,7 +79,8 @@ extension Partition {
             guard header.region == region, header.name == current.name, header.fileID == current.fileID,
                 header.lastLSN == changes.lsn, header.pageCount == changes.pageCount
             else { throw mismatch("its header disagrees with this copy") }
-            try pager.commit(pages, header: header, durability: durability ?? options.durability)
+            try pager.commit(
+                pages.map { ($0.key, $0.value) }, header: header, durability: durability ?? options.durability)
             checkpointIfNeeded(pager)
         }
     }

@@ -53,12 +53,24 @@ public struct KeyRange: Equatable, Sendable {
     }
 }
 
+/// A table's catalog entry as a transaction sees it; a write transaction changes it in place.
+final class TableState {
+    var info: TableInfo
+    /// Whether the entry must be written back to the catalog at commit.
+    var changed = false
+
+    init(info: TableInfo) { self.info = info }
+}
+
 /// A read-only view of a partition as of one commit. Valid only inside the closure of
 /// `Partition.read` (or `Partition.write`, as the base of `WriteTransaction`).
 public class ReadTransaction {
     let context: PageContext
     let partition: Partition
-    var tableCache: [String: TableInfo] = [:]
+    /// Tables this transaction has looked up, and the last one (most operations name the same
+    /// table over and over; comparing the name is cheaper than hashing it).
+    var tableCache: [String: TableState] = [:]
+    var lastTable: (name: String, state: TableState)? = nil
     var isFinished = false
 
     init(context: PageContext, partition: Partition) {
@@ -75,9 +87,15 @@ public class ReadTransaction {
 
     // MARK: Tables
 
-    func tableInfo(_ name: String) throws -> TableInfo? {
+    func tableInfo(_ name: String) throws -> TableInfo? { try tableState(name)?.info }
+
+    func tableState(_ name: String) throws -> TableState? {
         checkOpen()
-        if let info = tableCache[name] { return info }
+        if let last = lastTable, last.name == name { return last.state }
+        if let state = tableCache[name] {
+            lastTable = (name, state)
+            return state
+        }
         let found = try BTree.find(Array(name.utf8), root: context.header.catalogRoot, in: context)
         guard found.found else { return nil }
         let bytes = try value(of: found.leaf, found.index)
@@ -85,8 +103,10 @@ public class ReadTransaction {
             throw PartitionDBError.corruptPage(
                 file: context.path, page: found.number.rawValue, reason: "bad catalog entry")
         }
-        tableCache[name] = info
-        return info
+        let state = TableState(info: info)
+        tableCache[name] = state
+        lastTable = (name, state)
+        return state
     }
 
     func requireTable(_ name: String) throws -> TableInfo {
@@ -123,6 +143,27 @@ public class ReadTransaction {
         case .inline(let offset, let length): return leaf.copyBytes(at: offset, count: length)
         case .overflow(let first, let length): return try context.readOverflow(first: first, length: length)
         }
+    }
+
+    /// Calls `body` with the value of cell `index`: a view into the page for inline values, a
+    /// temporary copy for overflow values.
+    func withValue<T>(of leaf: Page, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        switch leaf.leafValue(index) {
+        case .inline(let offset, let length):
+            return try leaf.withBytes(at: offset, count: length, body)
+        case .overflow(let first, let length):
+            return try context.readOverflow(first: first, length: length).withUnsafeBytes(body)
+        }
+    }
+
+    /// Calls `body` with the value stored under `key` (nil when there is none), without copying
+    /// it when it lies in the page. The buffer is valid only inside `body`.
+    public func withValue<T>(_ table: String, _ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T
+    {
+        let info = try requireTable(table)
+        let found = try BTree.find(key, root: info.root, in: context)
+        guard found.found else { return try body(nil) }
+        return try withValue(of: found.leaf, found.index) { try body($0) }
     }
 
     func record(of leaf: Page, _ index: Int) throws -> Record {
@@ -222,22 +263,26 @@ public class ReadTransaction {
 public final class Cursor {
     let transaction: ReadTransaction
     var tree: TreeCursor
+    /// The write context's change count when the cursor last moved (0 in read transactions).
     private var seenChanges: Int
-    private var currentKey: [UInt8]? = nil
+    private let writeContext: WriteContext?
 
     init(transaction: ReadTransaction, tree: TreeCursor) {
         self.transaction = transaction
         self.tree = tree
-        self.seenChanges = (transaction.context as? WriteContext)?.changeCount ?? 0
+        self.writeContext = transaction.context as? WriteContext
+        self.seenChanges = writeContext?.changeCount ?? 0
     }
 
     private var context: PageContext { transaction.context }
 
-    public var isValid: Bool { currentKey != nil }
-    /// The key at the cursor; only while `isValid`.
+    public var isValid: Bool { tree.isValid }
+
+    /// The key at the cursor; only while `isValid`. (The cursor's copy of its leaf keeps the key
+    /// even after the transaction changed the page.)
     public var key: [UInt8] {
-        precondition(currentKey != nil, "cursor is not on a record")
-        return currentKey!
+        precondition(tree.isValid, "cursor is not on a record")
+        return tree.leaf.leafKey(tree.index)
     }
 
     public func record() throws -> Record {
@@ -249,43 +294,63 @@ public final class Cursor {
         get throws { try record().value }
     }
 
+    /// Calls `body` with the key and value at the cursor, without copying them when the value
+    /// lies in the page. The buffers are valid only inside `body`.
+    public func withCurrent<T>(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> T)
+        throws
+        -> T
+    {
+        try refresh()
+        let leaf = tree.leaf
+        let index = tree.index
+        let offset = leaf.cellOffset(index)
+        let keyLength = leaf.leafKeyLength(at: offset)
+        return try leaf.withBytes(at: offset + NodeLayout.leafCellHeader, count: keyLength) { key in
+            try transaction.withValue(of: leaf, index) { value in try body(key, value) }
+        }
+    }
+
     public func first() throws { try move { try $0.first(in: context) } }
     public func last() throws { try move { try $0.last(in: context) } }
     /// Positions at the first key >= `key`.
     public func seek(_ key: [UInt8]) throws { try move { try $0.seek(key, in: context) } }
 
     public func next() throws {
-        guard let key = currentKey else { return }
-        try move { tree in
-            if self.changedSinceLastMove {
+        guard tree.isValid else { return }
+        if changedSinceLastMove {
+            let key = self.key
+            try move { tree in
                 try tree.seek(key, in: context)
                 if tree.isValid, tree.leaf.leafKey(tree.index) == key { try tree.next(in: context) }
-            } else {
-                try tree.next(in: context)
             }
+        } else {
+            try move { try $0.next(in: context) }
         }
     }
 
     public func previous() throws {
-        guard let key = currentKey else { return }
-        try move { tree in
-            if self.changedSinceLastMove {
+        guard tree.isValid else { return }
+        if changedSinceLastMove {
+            let key = self.key
+            try move { tree in
                 try tree.seek(key, in: context)
                 if tree.isValid { try tree.previous(in: context) } else { try tree.last(in: context) }
-            } else {
-                try tree.previous(in: context)
             }
+        } else {
+            try move { try $0.previous(in: context) }
         }
     }
 
     private var changedSinceLastMove: Bool {
-        ((transaction.context as? WriteContext)?.changeCount ?? 0) != seenChanges
+        guard let writeContext else { return false }
+        return writeContext.changeCount != seenChanges
     }
 
     private func refresh() throws {
         transaction.checkOpen()
-        guard let key = currentKey else { preconditionFailure("cursor is not on a record") }
+        precondition(tree.isValid, "cursor is not on a record")
         if changedSinceLastMove {
+            let key = self.key
             try move { try $0.seek(key, in: context) }
         }
     }
@@ -293,8 +358,7 @@ public final class Cursor {
     private func move(_ body: (inout TreeCursor) throws -> Void) throws {
         transaction.checkOpen()
         try body(&tree)
-        seenChanges = (transaction.context as? WriteContext)?.changeCount ?? 0
-        currentKey = tree.isValid ? tree.leaf.leafKey(tree.index) : nil
+        seenChanges = writeContext?.changeCount ?? 0
     }
 }
 

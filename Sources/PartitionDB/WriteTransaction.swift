@@ -5,8 +5,6 @@ public final class WriteTransaction: ReadTransaction {
     public static let maxValueSize = 64 << 20
 
     var writeContext: WriteContext { context as! WriteContext }
-    /// Tables whose catalog entries changed, written back at commit.
-    var changedTables: Set<String> = []
     /// Set when an operation failed after it had begun changing pages: the transaction can only roll back.
     var isBroken = false
 
@@ -18,10 +16,11 @@ public final class WriteTransaction: ReadTransaction {
         try changing {
             let root = try writeContext.allocate()
             writeContext.put(root, Page.emptyNode(kind: .leaf, size: writeContext.pageSize))
-            let info = TableInfo(id: writeContext.header.nextTableID, root: root, count: 0)
+            let state = TableState(info: TableInfo(id: writeContext.header.nextTableID, root: root, count: 0))
+            state.changed = true
             writeContext.header.nextTableID += 1
-            tableCache[table] = info
-            changedTables.insert(table)
+            tableCache[table] = state
+            lastTable = (table, state)
         }
         return true
     }
@@ -48,7 +47,7 @@ public final class WriteTransaction: ReadTransaction {
             try BTree.clear(root: info.root, in: writeContext, freeRoot: true)
             _ = try BTree.delete(Array(table.utf8), root: writeContext.header.catalogRoot, in: writeContext)
             tableCache[table] = nil
-            changedTables.remove(table)
+            lastTable = nil
         }
         return true
     }
@@ -61,13 +60,16 @@ public final class WriteTransaction: ReadTransaction {
         checkOpen()
         try validate(key: key, value: value)
         try partition.checkResidency(owner: owner)
-        try createTable(table)
+        if try tableState(table) == nil { try createTable(table) }
         try changing { try putUnchecked(table, key, value, owner: owner.map { Array($0.rawValue.utf8) } ?? []) }
     }
 
     /// The write path after the residency check: used by `put` and by compaction's copy.
     func putUnchecked(_ table: String, _ key: [UInt8], _ value: [UInt8], owner: [UInt8]) throws {
-        var info = try requireTable(table)
+        guard let state = try tableState(table) else {
+            throw PartitionDBError.noSuchTable(partition: partition.name, table: table)
+        }
+        let info = state.info
         let ctx = writeContext
         let inlineSize = NodeLayout.leafCellHeader + key.count + owner.count + value.count
         let cell: [UInt8]
@@ -85,9 +87,8 @@ public final class WriteTransaction: ReadTransaction {
                 _ = try BTree.delete(old, root: ctx.header.ownerIndexRoot, in: ctx)
             }
         } else {
-            info.count += 1
-            tableCache[table] = info
-            changedTables.insert(table)
+            state.info.count += 1
+            state.changed = true
         }
         if !owner.isEmpty && removed?.owner != owner {
             let indexKey = OwnerIndexKey.make(owner: owner, tableID: info.id, key: key)
@@ -100,7 +101,8 @@ public final class WriteTransaction: ReadTransaction {
     @discardableResult
     public func delete(_ table: String, _ key: [UInt8]) throws -> Bool {
         checkOpen()
-        guard var info = try tableInfo(table) else { return false }
+        guard let state = try tableState(table) else { return false }
+        let info = state.info
         return try changing {
             let ctx = writeContext
             guard let removed = try BTree.delete(key, root: info.root, in: ctx) else { return false }
@@ -109,9 +111,8 @@ public final class WriteTransaction: ReadTransaction {
                 let indexKey = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: key)
                 _ = try BTree.delete(indexKey, root: ctx.header.ownerIndexRoot, in: ctx)
             }
-            info.count -= 1
-            tableCache[table] = info
-            changedTables.insert(table)
+            state.info.count -= 1
+            state.changed = true
             return true
         }
     }
@@ -141,12 +142,12 @@ public final class WriteTransaction: ReadTransaction {
     /// Writes the changed catalog entries; called once, before the commit.
     func flushCatalog() throws {
         let ctx = writeContext
-        for name in changedTables.sorted() {
-            guard let info = tableCache[name] else { continue }
+        for (name, state) in tableCache.sorted(by: { $0.key < $1.key }) where state.changed {
+            let info = state.info
+            state.changed = false
             let key = Array(name.utf8)
             let cell = Page.leafCell(key: key, owner: [], value: info.encode(), overflow: nil)
             try BTree.insert(key, cell: cell, root: ctx.header.catalogRoot, in: ctx)
         }
-        changedTables.removeAll()
     }
 }

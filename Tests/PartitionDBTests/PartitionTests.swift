@@ -96,3 +96,19 @@ final class HandleTests: XCTestCase {
         XCTAssertThrowsError(try db.globalPartition())
     }
 }
+
+final class ChecksumTests: XCTestCase {
+    func testCRC32CKnownAnswers() {
+        // The check value of CRC-32C, and a continuation that must equal one pass.
+        XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
+        let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let whole = CRC32C.checksum(data)
+        let split = data.withUnsafeBytes {
+            CRC32C.update(
+                CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<333])),
+                UnsafeRawBufferPointer(rebasing: $0[333...]))
+        }
+        XCTAssertEqual(whole, split)
+        XCTAssertEqual(CRC32C.checksum([]), 0)
+    }
+}

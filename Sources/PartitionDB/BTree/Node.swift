@@ -91,11 +91,11 @@ extension Page {
         cell.append(UInt8(owner.count))
         cell.append(overflow == nil ? 0 : 1)
         let length = UInt32(overflow?.1 ?? value?.count ?? 0)
-        withUnsafeBytes(of: length.littleEndian) { cell.append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: length.littleEndian) { cell.append(contentsOf: $0) }
         cell.append(contentsOf: key)
         cell.append(contentsOf: owner)
         if let (page, _) = overflow {
-            withUnsafeBytes(of: page.rawValue.littleEndian) { cell.append(contentsOf: $0) }
+            Swift.withUnsafeBytes(of: page.rawValue.littleEndian) { cell.append(contentsOf: $0) }
         } else if let value {
             cell.append(contentsOf: value)
         }
@@ -125,7 +125,7 @@ extension Page {
     static func branchCell(child: PageNumber, key: [UInt8]) -> [UInt8] {
         var cell: [UInt8] = []
         cell.reserveCapacity(NodeLayout.branchCellHeader + key.count)
-        withUnsafeBytes(of: child.rawValue.littleEndian) { cell.append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: child.rawValue.littleEndian) { cell.append(contentsOf: $0) }
         cell.append(UInt8(key.count & 0xFF))
         cell.append(UInt8(key.count >> 8))
         cell.append(contentsOf: key)

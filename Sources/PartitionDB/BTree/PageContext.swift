@@ -33,34 +33,35 @@ class PageContext {
 
 /// The pages of a write transaction: its own changed copies over the snapshot it started from.
 final class WriteContext: PageContext {
-    private(set) var dirty: [PageNumber: Page] = [:]
+    private(set) var dirty = PageMap<Page>()
     /// Grows with every change, so cursors know to find their place again.
     private(set) var changeCount = 0
 
     override func page(_ number: PageNumber) throws -> Page {
-        if let page = dirty[number] { return page }
+        if let page = dirty[number.rawValue] { return page }
         return try super.page(number)
     }
 
     /// Changes page `number` in place, copying it into the transaction first.
     func modify<T>(_ number: PageNumber, _ body: (inout Page) throws -> T) throws -> T {
         changeCount += 1
-        if dirty[number] == nil { dirty[number] = try super.page(number) }
-        return try body(&dirty[number]!)
+        if let result = try dirty.modify(number.rawValue, body) { return result }
+        dirty[number.rawValue] = try super.page(number)
+        return try dirty.modify(number.rawValue, body)!
     }
 
     func put(_ number: PageNumber, _ page: Page) {
         precondition(number != .header, "the header page is written from `header`")
         changeCount += 1
-        dirty[number] = page
+        dirty[number.rawValue] = page
     }
 
     var pageSize: Int { header.pageSize }
 
     /// All changed pages, the header included.
-    func pagesForCommit() -> [PageNumber: Page] {
-        var pages = dirty
-        pages[.header] = header.encode()
+    func pagesForCommit() -> [(PageNumber, Page)] {
+        var pages = dirty.entries.map { (PageNumber($0.0), $0.1) }
+        pages.append((.header, header.encode()))
         return pages
     }
 }

@@ -32,8 +32,10 @@ final class WriteAheadLog {
     private(set) var chain: UInt32 = 0
     /// The chain after the frames written by the last `write`, taken over by `publish`.
     private var pendingChain: UInt32 = 0
-    /// For each page, the frames holding an image of it, ascending.
-    private var index: [UInt32: [Int32]] = [:]
+    /// For each page, its newest frame; `previousFrame[f]` is the frame of the same page before
+    /// frame `f` (or -1), so older versions are a short walk back.
+    private var newestFrame = PageMap<Int32>()
+    private var previousFrame: [Int32] = []
     /// The commits still in the log: LSN and the frame after the commit's last frame.
     private(set) var commits: [(lsn: LSN, endFrame: Int)] = []
     /// Set by `restart()` and by recovery of an empty log: the next write starts a new log at offset 0.
@@ -53,7 +55,8 @@ final class WriteAheadLog {
     /// Reads the log from disk and keeps every complete commit up to the first bad frame.
     func recover() throws {
         let size = try file.size()
-        index = [:]
+        newestFrame = PageMap()
+        previousFrame = []
         commits = []
         frameCount = 0
         guard size >= UInt64(WriteAheadLog.headerSize) else {
@@ -99,7 +102,7 @@ final class WriteAheadLog {
                 expectedLSN = parsed.lsn
                 pending.append((parsed.page.rawValue, Int32(frame)))
                 if parsed.isCommit {
-                    for (page, f) in pending { index[page, default: []].append(f) }
+                    for (page, f) in pending { addToIndex(page: page, frame: f) }
                     pending.removeAll()
                     commits.append((parsed.lsn, frame + 1))
                     frameCount = frame + 1
@@ -220,7 +223,7 @@ final class WriteAheadLog {
         restartPending = false
         chain = pendingChain
         for (i, number) in pages.enumerated() {
-            index[number.rawValue, default: []].append(Int32(frameCount + i))
+            addToIndex(page: number.rawValue, frame: Int32(frameCount + i))
         }
         frameCount += pages.count
         commits.append((lsn, frameCount))
@@ -230,24 +233,29 @@ final class WriteAheadLog {
 
     // MARK: Lookup
 
+    private func addToIndex(page: UInt32, frame: Int32) {
+        assert(Int(frame) == previousFrame.count, "frames enter the index in order")
+        previousFrame.append(newestFrame[page] ?? -1)
+        newestFrame[page] = frame
+    }
+
     /// The newest frame of `page` below `limit`. Call under the state lock.
     func latestFrame(of page: PageNumber, below limit: Int) -> Int? {
-        guard limit > 0, let frames = index[page.rawValue] else { return nil }
-        // Frames are ascending; the common case is the last one.
-        if let last = frames.last, Int(last) < limit { return Int(last) }
-        var low = 0
-        var high = frames.count
-        while low < high {
-            let mid = (low + high) / 2
-            if Int(frames[mid]) < limit { low = mid + 1 } else { high = mid }
+        guard limit > 0, var frame = newestFrame[page.rawValue] else { return nil }
+        while Int(frame) >= limit {
+            frame = previousFrame[Int(frame)]
+            if frame < 0 { return nil }
         }
-        return low == 0 ? nil : Int(frames[low - 1])
+        return Int(frame)
     }
+
+    /// Every page with a frame in this generation of the log.
+    var indexedPages: [UInt32] { newestFrame.allKeys }
 
     /// The pages with frames in `range`, each with its newest frame in the range.
     func newestFrames(in range: Range<Int>) -> [(PageNumber, Int)] {
         var result: [(PageNumber, Int)] = []
-        for page in index.keys {
+        for page in newestFrame.allKeys {
             if let f = latestFrame(of: PageNumber(page), below: range.upperBound), f >= range.lowerBound {
                 result.append((PageNumber(page), f))
             }
@@ -271,7 +279,8 @@ final class WriteAheadLog {
         precondition(backfilled == frameCount, "restarting a log whose frames are not all in the partition file")
         restartPending = true
         chain = 0
-        index = [:]
+        newestFrame = PageMap()
+        previousFrame = []
         commits = []
         frameCount = 0
         backfilled = 0

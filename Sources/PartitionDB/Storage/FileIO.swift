@@ -30,6 +30,16 @@ package protocol FileHandle: AnyObject, Sendable {
     func size() throws -> UInt64
     func truncate(to size: UInt64) throws
     func close()
+    /// Maps `length` bytes of the file read-only and shared, so writes through `write` show in
+    /// it; nil when this kind of handle cannot map. Bytes beyond the end of the file must never
+    /// be touched (the kernel would raise SIGBUS).
+    func mapReadOnly(length: Int) -> UnsafeRawPointer?
+    func unmap(_ base: UnsafeRawPointer, length: Int)
+}
+
+extension FileHandle {
+    package func mapReadOnly(length: Int) -> UnsafeRawPointer? { nil }
+    package func unmap(_ base: UnsafeRawPointer, length: Int) {}
 }
 
 extension FileHandle {
@@ -155,6 +165,18 @@ final class PosixFileHandle: FileHandle, @unchecked Sendable {
         guard ftruncate(fd, off_t(size)) == 0 else {
             throw PartitionDBError.io(errno: errno, operation: "ftruncate", path: path)
         }
+    }
+
+    func mapReadOnly(length: Int) -> UnsafeRawPointer? {
+        let base = mmap(nil, length, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0)
+        guard let base, base != MAP_FAILED else { return nil }
+        // Lookups jump around the file: no read-ahead.
+        _ = madvise(base, length, MADV_RANDOM)
+        return UnsafeRawPointer(base)
+    }
+
+    func unmap(_ base: UnsafeRawPointer, length: Int) {
+        munmap(UnsafeMutableRawPointer(mutating: base), length)
     }
 
     private let closeLock = Lock()

@@ -13,98 +13,157 @@ enum PageKind: UInt8 {
     case freelistTrunk = 5
 }
 
+/// Memory that one or more `Page` values share until one of them changes it (copy on write).
+final class PageStorage {
+    let pointer: UnsafeMutableRawPointer
+    let size: Int
+
+    init(size: Int) {
+        pointer = .allocate(byteCount: size, alignment: 16)
+        self.size = size
+    }
+
+    deinit { pointer.deallocate() }
+}
+
 /// One page of a partition file: `pageSize` bytes whose first four hold a CRC-32C of the rest,
 /// mixed with the page number so that a page written to the wrong place fails its check too.
+///
+/// A page's bytes are either its own memory (shared copy-on-write between copies of the value)
+/// or, for pages read through the partition file's read-only mapping, the mapped file itself:
+/// then no bytes are copied at all, and the first change copies them into memory.
 ///
 /// This file and `Node.swift` are the only code that reads or writes page bytes; every access is
 /// bounds-checked, and a page read from disk is validated before any offset inside it is trusted.
 struct Page {
-    var bytes: [UInt8]
+    /// The owner of the bytes; nil for a mapped page, whose bytes live as long as the mapping
+    /// (the pager keeps it until the last transaction that could hold such a page has ended).
+    private var storage: PageStorage?
+    private(set) var base: UnsafeRawPointer
+    let size: Int
 
-    init(size: Int) { bytes = [UInt8](repeating: 0, count: size) }
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    init(size: Int) {
+        let storage = PageStorage(size: size)
+        storage.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        self.storage = storage
+        self.base = UnsafeRawPointer(storage.pointer)
+        self.size = size
+    }
 
-    var size: Int { bytes.count }
+    init(bytes: [UInt8]) {
+        let storage = PageStorage(size: bytes.count)
+        bytes.withUnsafeBytes {
+            if $0.count > 0 { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        self.storage = storage
+        self.base = UnsafeRawPointer(storage.pointer)
+        self.size = bytes.count
+    }
 
-    @inline(__always) func u8(_ offset: Int) -> UInt8 { bytes[offset] }
-    @inline(__always) mutating func setU8(_ offset: Int, _ value: UInt8) { bytes[offset] = value }
+    /// A page whose bytes are `size` bytes of a read-only file mapping at `base`. The caller
+    /// guarantees the mapping outlives every copy of the value.
+    init(mapped base: UnsafeRawPointer, size: Int) {
+        self.storage = nil
+        self.base = base
+        self.size = size
+    }
 
+    /// A copy of the bytes.
+    var bytes: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: size)) }
+
+    func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try body(UnsafeRawBufferPointer(start: base, count: size))
+    }
+
+    /// Makes the bytes this value's own before a change.
+    @inline(__always) private mutating func makeUnique() -> UnsafeMutableRawPointer {
+        if storage != nil && isKnownUniquelyReferenced(&storage) { return storage!.pointer }
+        let copy = PageStorage(size: size)
+        copy.pointer.copyMemory(from: base, byteCount: size)
+        storage = copy
+        base = UnsafeRawPointer(copy.pointer)
+        return copy.pointer
+    }
+
+    @inline(__always) private func check(_ offset: Int, _ count: Int, _ what: @autoclosure () -> String) {
+        precondition(offset >= 0 && count >= 0 && offset &+ count <= size, what())
+    }
+
+    @inline(__always) func u8(_ offset: Int) -> UInt8 {
+        check(offset, 1, "u8 read outside the page")
+        return base.load(fromByteOffset: offset, as: UInt8.self)
+    }
+    @inline(__always) mutating func setU8(_ offset: Int, _ value: UInt8) {
+        check(offset, 1, "u8 write outside the page")
+        makeUnique().storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
+    }
     @inline(__always) func u16(_ offset: Int) -> UInt16 {
-        precondition(offset >= 0 && offset + 2 <= bytes.count, "u16 read outside the page")
-        return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt16.self) }.littleEndian
+        check(offset, 2, "u16 read outside the page")
+        return base.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian
     }
     @inline(__always) func u32(_ offset: Int) -> UInt32 {
-        precondition(offset >= 0 && offset + 4 <= bytes.count, "u32 read outside the page")
-        return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }.littleEndian
+        check(offset, 4, "u32 read outside the page")
+        return base.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian
     }
     @inline(__always) func u64(_ offset: Int) -> UInt64 {
-        precondition(offset >= 0 && offset + 8 <= bytes.count, "u64 read outside the page")
-        return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }.littleEndian
+        check(offset, 8, "u64 read outside the page")
+        return base.loadUnaligned(fromByteOffset: offset, as: UInt64.self).littleEndian
     }
     @inline(__always) mutating func setU16(_ offset: Int, _ value: UInt16) {
-        precondition(offset >= 0 && offset + 2 <= bytes.count, "u16 write outside the page")
-        bytes.withUnsafeMutableBytes { $0.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self) }
+        check(offset, 2, "u16 write outside the page")
+        makeUnique().storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt16.self)
     }
     @inline(__always) mutating func setU32(_ offset: Int, _ value: UInt32) {
-        precondition(offset >= 0 && offset + 4 <= bytes.count, "u32 write outside the page")
-        bytes.withUnsafeMutableBytes { $0.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self) }
+        check(offset, 4, "u32 write outside the page")
+        makeUnique().storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt32.self)
     }
     @inline(__always) mutating func setU64(_ offset: Int, _ value: UInt64) {
-        precondition(offset >= 0 && offset + 8 <= bytes.count, "u64 write outside the page")
-        bytes.withUnsafeMutableBytes { $0.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self) }
+        check(offset, 8, "u64 write outside the page")
+        makeUnique().storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self)
     }
 
     func copyBytes(at offset: Int, count: Int) -> [UInt8] {
-        precondition(offset >= 0 && count >= 0 && offset + count <= bytes.count, "slice outside the page")
-        return Array(bytes[offset..<(offset + count)])
+        check(offset, count, "slice outside the page")
+        return Array(UnsafeRawBufferPointer(start: base + offset, count: count))
     }
 
-    mutating func setBytes<C: Collection<UInt8>>(at offset: Int, _ source: C) {
-        precondition(offset >= 0 && offset + source.count <= bytes.count, "copy outside the page")
-        bytes.withUnsafeMutableBytes { raw in
-            var i = offset
-            for b in source {
-                raw[i] = b
-                i += 1
-            }
-        }
+    /// The bytes at `offset..<offset+count`, without copying; valid while this value lives.
+    func withBytes<T>(at offset: Int, count: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        check(offset, count, "slice outside the page")
+        return try body(UnsafeRawBufferPointer(start: base + offset, count: count))
+    }
+
+    mutating func setBytes(at offset: Int, _ source: UnsafeRawBufferPointer) {
+        check(offset, source.count, "copy outside the page")
+        let target = makeUnique()
+        if source.count > 0 { (target + offset).copyMemory(from: source.baseAddress!, byteCount: source.count) }
     }
 
     mutating func setBytes(at offset: Int, _ source: [UInt8]) {
-        precondition(offset >= 0 && offset + source.count <= bytes.count, "copy outside the page")
-        source.withUnsafeBytes { src in
-            bytes.withUnsafeMutableBytes { dst in
-                if src.count > 0 {
-                    (dst.baseAddress! + offset).copyMemory(from: src.baseAddress!, byteCount: src.count)
-                }
-            }
-        }
+        source.withUnsafeBytes { setBytes(at: offset, $0) }
     }
 
     /// Moves `count` bytes inside the page (the ranges may overlap).
     mutating func moveBytes(from source: Int, to destination: Int, count: Int) {
-        precondition(source >= 0 && destination >= 0 && count >= 0, "negative move")
-        precondition(source + count <= bytes.count && destination + count <= bytes.count, "move outside the page")
-        bytes.withUnsafeMutableBytes { raw in
-            if count > 0 { memmove(raw.baseAddress! + destination, raw.baseAddress! + source, count) }
-        }
+        check(source, count, "move outside the page")
+        check(destination, count, "move outside the page")
+        let target = makeUnique()
+        if count > 0 { memmove(target + destination, target + source, count) }
     }
 
     /// Compares `key` with the `count` bytes at `offset`, bytewise, shorter first on a tie.
     @inline(__always) func compare(_ key: UnsafeRawBufferPointer, withBytesAt offset: Int, count: Int) -> Int {
-        precondition(offset >= 0 && offset + count <= bytes.count, "compare outside the page")
-        return bytes.withUnsafeBytes { raw in
-            let common = min(key.count, count)
-            let r = common == 0 ? 0 : memcmp(key.baseAddress!, raw.baseAddress! + offset, common)
-            if r != 0 { return Int(r) }
-            return key.count - count
-        }
+        check(offset, count, "compare outside the page")
+        let common = min(key.count, count)
+        let r = common == 0 ? 0 : memcmp(key.baseAddress!, base + offset, common)
+        if r != 0 { return Int(r) }
+        return key.count - count
     }
 
-    var kind: UInt8 { bytes[4] }
+    var kind: UInt8 { u8(4) }
 
     func computeChecksum(number: PageNumber) -> UInt32 {
-        let body = bytes.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[4...])) }
+        let body = CRC32C.update(0, UnsafeRawBufferPointer(start: base + 4, count: size - 4))
         return body ^ (number.rawValue &* 0x9E37_79B1)
     }
 

@@ -1,3 +1,11 @@
+import CPartitionSupport
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Reads pages as of a snapshot, writes commits to the log, and copies the log back into the
 /// partition file (checkpoints). One pager per open partition.
 ///
@@ -7,6 +15,12 @@
 /// visible) under `stateLock` afterwards. Checkpoints overwrite a page of the partition file only
 /// when every live reader would read that page from the log instead (SQLite's WAL rule), so a
 /// reader's view never changes under it.
+///
+/// Pages of the partition file are read through a read-only shared mapping when the file system
+/// offers one: no copy, no system call and no lock. `inLog` flags say which pages have a frame in
+/// the current log generation (only those need the locked index lookup), and `verified` flags
+/// say which mapped pages have passed their checksum since they were last written, so each is
+/// checked once when first read from disk, like a page entering a cache.
 final class Pager: @unchecked Sendable {
     struct Snapshot {
         var generation: UInt64
@@ -14,10 +28,21 @@ final class Pager: @unchecked Sendable {
         var header: PartitionHeader
     }
 
-    private struct CacheKey: Hashable {
-        var page: UInt32
-        /// 0 for the partition file's copy; otherwise log generation << 32 | (frame + 1).
-        var version: UInt64
+    /// Pages read from disk, kept so the next read needs no I/O: log frames by frame number
+    /// (of the current log generation), and partition-file pages by page number (used only
+    /// when the file is not mapped). Frames are immutable, so their entries never go stale.
+    private struct Cache {
+        var frames = PageMap<Page>()
+        var mainPages = PageMap<Page>()
+        let capacity: Int
+
+        /// Keeps `map` within `capacity` by dropping half of it (its order is as good as random).
+        static func insert(_ page: Page, _ key: UInt32, into map: inout PageMap<Page>, capacity: Int) {
+            if map.count >= capacity {
+                for old in map.allKeys.prefix(capacity / 2) { map[old] = nil }
+            }
+            map[key] = page
+        }
     }
 
     let fileSystem: any FileSystem
@@ -32,7 +57,22 @@ final class Pager: @unchecked Sendable {
     private var latest: Snapshot
     private var readers: [Int: (generation: UInt64, limit: Int)] = [:]
     private var nextReaderID = 0
-    private var cache: [CacheKey: Page] = [:]
+    private var cache: Cache
+
+    /// The partition file mapped read-only, `mappingLength` bytes; nil when the file system
+    /// cannot map (then pages are read with `read` and cached).
+    private let mapping: UnsafeRawPointer?
+    private let mappingLength: Int
+    /// Pages with numbers below this have flags and may be read through the mapping.
+    private let flaggedPages: Int
+    /// One byte per page: 1 when the current log generation holds a frame of the page. Set
+    /// under `stateLock` before the frame is published; cleared when the log restarts.
+    private let inLog: UnsafeMutablePointer<UInt8>
+    /// One byte per page: 1 when the mapped page passed `verify` since it was last written.
+    private let verified: UnsafeMutablePointer<UInt8>
+    /// The log generation, readable without the lock; and the number of whole pages the
+    /// partition file holds (the mapping must not be touched beyond them).
+    private let atomics: UnsafeMutablePointer<UInt64>
 
     init(
         fileSystem: any FileSystem, mainFile: any FileHandle, wal: WriteAheadLog, header: PartitionHeader,
@@ -43,9 +83,34 @@ final class Pager: @unchecked Sendable {
         self.wal = wal
         self.pageSize = header.pageSize
         self.cacheCapacity = max(64, cacheCapacity)
+        self.cache = Cache(capacity: max(64, cacheCapacity))
         self.autoCheckpointFrames = max(1, autoCheckpointFrames)
         self.latest = Snapshot(generation: wal.generation, frameLimit: wal.frameCount, header: header)
+        let length = 64 << 30
+        self.mapping = mainFile.mapReadOnly(length: length)
+        self.mappingLength = mapping == nil ? 0 : length
+        self.flaggedPages = mapping == nil ? 0 : length / header.pageSize
+        // calloc: large blocks come zeroed from the kernel, page by page on first touch, so
+        // flags of pages the partition does not have cost nothing.
+        self.inLog = calloc(max(1, flaggedPages), 1)!.bindMemory(to: UInt8.self, capacity: max(1, flaggedPages))
+        self.verified = calloc(max(1, flaggedPages), 1)!.bindMemory(to: UInt8.self, capacity: max(1, flaggedPages))
+        self.atomics = .allocate(capacity: 2)
+        atomics.initialize(repeating: 0, count: 2)
+        pdb_u64_store(atomics, wal.generation)
+        let fileSize = (try? mainFile.size()) ?? 0
+        pdb_u64_store(atomics + 1, fileSize / UInt64(header.pageSize))
+        for page in wal.indexedPages where Int(page) < flaggedPages { pdb_flag_store(inLog, UInt64(page), 1) }
     }
+
+    deinit {
+        if let mapping { mainFile.unmap(mapping, length: mappingLength) }
+        free(inLog)
+        free(verified)
+        atomics.deallocate()
+    }
+
+    private var atomicGeneration: UInt64 { pdb_u64_load(atomics) }
+    private var mappedPageCount: UInt64 { pdb_u64_load(atomics + 1) }
 
     // MARK: Snapshots
 
@@ -69,6 +134,20 @@ final class Pager: @unchecked Sendable {
 
     /// The page as of `snapshot`, checksum-verified and structurally validated.
     func page(_ number: PageNumber, in snapshot: Snapshot) throws -> Page {
+        let n = Int(number.rawValue)
+        if let mapping, n < flaggedPages, number.rawValue < snapshot.header.pageCount,
+            snapshot.frameLimit == 0 || snapshot.generation != atomicGeneration || pdb_flag_load(inLog, UInt64(n)) == 0,
+            UInt64(n) < mappedPageCount
+        {
+            // No frame of this page is visible to the snapshot (a reader of an older log
+            // generation sees the partition file, which held its whole state at the restart).
+            let page = Page(mapped: mapping + n * pageSize, size: pageSize)
+            if pdb_flag_load(verified, UInt64(n)) == 0 {
+                try Pager.verify(page, number: number, file: mainFile.path)
+                pdb_flag_store(verified, UInt64(n), 1)
+            }
+            return page
+        }
         while true {
             if let page = try readOnce(number, in: snapshot) { return page }
         }
@@ -79,14 +158,12 @@ final class Pager: @unchecked Sendable {
     /// holds everything the log held).
     private func readOnce(_ number: PageNumber, in snapshot: Snapshot) throws -> Page? {
         var frame: Int? = nil
-        var key = CacheKey(page: number.rawValue, version: 0)
         stateLock.lock()
         let generation = wal.generation
         if snapshot.generation == generation, let f = wal.latestFrame(of: number, below: snapshot.frameLimit) {
             frame = f
-            key.version = generation << 32 | UInt64(f + 1)
         }
-        if let hit = cache[key] {
+        if let hit = frame.map({ cache.frames[UInt32($0)] }) ?? cache.mainPages[number.rawValue] {
             stateLock.unlock()
             return hit
         }
@@ -112,7 +189,16 @@ final class Pager: @unchecked Sendable {
         }
         if frame != nil && currentGeneration != generation { return nil }
         try Pager.verify(page, number: number, file: path)
-        stateLock.withLock { insertIntoCache(key, page) }
+        stateLock.withLock {
+            if let frame {
+                // A restart since the lookup makes frame numbers mean other frames: skip caching.
+                if wal.generation == generation {
+                    Cache.insert(page, UInt32(frame), into: &cache.frames, capacity: cache.capacity)
+                }
+            } else if mapping == nil {
+                Cache.insert(page, number.rawValue, into: &cache.mainPages, capacity: cache.capacity)
+            }
+        }
         return page
     }
 
@@ -136,18 +222,10 @@ final class Pager: @unchecked Sendable {
         }
     }
 
-    private func insertIntoCache(_ key: CacheKey, _ page: Page) {
-        if cache.count >= cacheCapacity {
-            // Drop an eighth of the entries; the dictionary's order is as good as random.
-            for _ in 0..<(cacheCapacity / 8) { cache.remove(at: cache.startIndex) }
-        }
-        cache[key] = page
-    }
-
     // MARK: Committing
 
     /// Appends a commit to the log and makes it the newest snapshot. `pages` must include page 0.
-    func commit(_ pages: [PageNumber: Page], header: PartitionHeader, durability: Durability) throws {
+    func commit(_ pages: [(PageNumber, Page)], header: PartitionHeader, durability: Durability) throws {
         var sealed: [(PageNumber, Page)] = []
         sealed.reserveCapacity(pages.count)
         for (number, var page) in pages {
@@ -161,10 +239,12 @@ final class Pager: @unchecked Sendable {
         try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: durability == .durable)
         stateLock.withLock {
             let firstFrame = wal.frameCount
+            for (number, _) in sealed where Int(number.rawValue) < flaggedPages {
+                pdb_flag_store(inLog, UInt64(number.rawValue), 1)
+            }
             wal.publish(pages: sealed.map { $0.0 }, lsn: header.lastLSN, synced: durability == .durable)
             for (i, (number, page)) in sealed.enumerated() {
-                let key = CacheKey(page: number.rawValue, version: wal.generation << 32 | UInt64(firstFrame + i + 1))
-                insertIntoCache(key, page)
+                Cache.insert(page, UInt32(firstFrame + i), into: &cache.frames, capacity: cache.capacity)
             }
             latest = Snapshot(generation: wal.generation, frameLimit: wal.frameCount, header: header)
         }
@@ -198,20 +278,24 @@ final class Pager: @unchecked Sendable {
             for (number, frame) in frames {
                 let page = try wal.readFrame(frame)
                 try Pager.verify(page, number: number, file: wal.file.path)
-                try mainFile.write(page.bytes, at: UInt64(number.rawValue) * UInt64(pageSize))
+                try page.withUnsafeBytes { try mainFile.write($0, at: UInt64(number.rawValue) * UInt64(pageSize)) }
+                if Int(number.rawValue) < flaggedPages { pdb_flag_store(verified, UInt64(number.rawValue), 0) }
             }
             try mainFile.sync()
+            pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
         }
         let restarted: Bool = stateLock.withLock {
             wal.backfilled = range.upperBound
-            for (number, _) in frames { cache.removeValue(forKey: CacheKey(page: number.rawValue, version: 0)) }
+            for (number, _) in frames { cache.mainPages[number.rawValue] = nil }
             guard wal.backfilled == wal.frameCount, wal.frameCount > 0 else { return false }
             let everyReaderIsCurrent = readers.values.allSatisfy {
                 $0.generation != wal.generation || $0.limit == wal.frameCount
             }
             guard everyReaderIsCurrent else { return false }
+            for page in wal.indexedPages where Int(page) < flaggedPages { pdb_flag_store(inLog, UInt64(page), 0) }
             wal.restart()
-            cache = cache.filter { $0.key.version == 0 }
+            pdb_u64_store(atomics, wal.generation)
+            cache.frames = PageMap()
             latest.generation = wal.generation
             latest.frameLimit = 0
             return true
@@ -238,7 +322,7 @@ extension Pager {
     }
 
     /// The commits still in the log, taken under the state lock.
-    var currentGeneration: UInt64 { stateLock.withLock { wal.generation } }
+    var currentGeneration: UInt64 { atomicGeneration }
 
     func stateLockedCommits() -> [(lsn: LSN, endFrame: Int)] {
         stateLock.withLock { wal.commits }

@@ -154,7 +154,8 @@ public final class Partition: @unchecked Sendable {
         try exclusively { _ = try pager.checkpoint() }
     }
 
-    /// Checkpoints everything and closes the files. Further use throws `closed`.
+    /// Checkpoints everything and closes the files. Further use throws `closed`. Throws the
+    /// earlier I/O error, if writes had stopped because of one (the log keeps what it holds).
     public func close() throws {
         writerLock.lock()
         defer { writerLock.unlock() }
@@ -169,7 +170,10 @@ public final class Partition: @unchecked Sendable {
             pager.wal.file.close()
             pager.mainFile.close()
         }
-        if failure == nil { try pager.checkpointAll() }
+        // After an I/O error the partition file may lack commits that only the log holds: say so
+        // (reopening recovers them) rather than close as if all were well.
+        if let failure { throw failure }
+        try pager.checkpointAll()
     }
 
     /// Facts about the partition for `pdb info`.

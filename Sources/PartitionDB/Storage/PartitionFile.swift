@@ -45,20 +45,28 @@ enum PartitionFile {
         let mainFile = try fileSystem.open(path, create: false)
         var handles: [any FileHandle] = [mainFile]
         do {
-            let size = try mainFile.size()
-            let prefix = try mainFile.read(at: 0, count: Int(min(size, 64)))
-            let pageSize = try PartitionHeader.probePageSize(prefix, file: path)
-            guard size >= UInt64(pageSize) else {
-                throw PartitionDBError.badFormat(file: path, reason: "file is shorter than its header page")
+            // Page 0 of the partition file says what the file is. A checkpoint rewrites it, so a
+            // power loss can tear it; then the log, which holds page 0 until the checkpoint is
+            // synced, says the same (page size and file id in its header, page 0 in a frame).
+            let logExists = fileSystem.exists(logPath)
+            var mainHeader: PartitionHeader? = nil
+            var pageSize: Int? = nil
+            do {
+                let size = try mainFile.size()
+                let prefix = try mainFile.read(at: 0, count: Int(min(size, 64)))
+                let probed = try PartitionHeader.probePageSize(prefix, file: path)
+                guard size >= UInt64(probed) else {
+                    throw PartitionDBError.badFormat(file: path, reason: "file is shorter than its header page")
+                }
+                pageSize = probed
+                let page = Page(bytes: try mainFile.read(at: 0, count: probed))
+                if page.hasValidChecksum(number: .header) { mainHeader = try PartitionHeader.decode(page, file: path) }
+            } catch let error as PartitionDBError {
+                guard logExists else { throw error }
             }
-            let mainHeaderPage = Page(bytes: try mainFile.read(at: 0, count: pageSize))
-            let mainHeader: PartitionHeader? =
-                mainHeaderPage.hasValidChecksum(number: .header)
-                ? try PartitionHeader.decode(mainHeaderPage, file: path) : nil
 
             // Without a log, the partition file alone is the truth: check its region before creating
             // the log. With a log, recovery reads it (read-only) and the newest header decides.
-            let logExists = fileSystem.exists(logPath)
             if !logExists {
                 guard let mainHeader else {
                     throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
@@ -68,8 +76,11 @@ enum PartitionFile {
             let logFile = try fileSystem.open(logPath, create: true)
             handles.append(logFile)
             if !logExists { try fileSystem.syncDirectory(directoryOf(path)) }
-            guard let fileID = mainHeader?.fileID ?? fileIDFromLog(logFile) else {
-                throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch and no log copy")
+            let logIdentity = logHeaderIdentity(logFile)
+            guard let pageSize = pageSize ?? logIdentity?.pageSize,
+                let fileID = mainHeader?.fileID ?? logIdentity?.fileID
+            else {
+                throw PartitionDBError.corruptPage(file: path, page: 0, reason: "damaged, and the log holds no copy")
             }
             let wal = WriteAheadLog(file: logFile, pageSize: pageSize, fileID: fileID)
             try wal.recover()
@@ -102,12 +113,15 @@ enum PartitionFile {
         }
     }
 
-    private static func fileIDFromLog(_ file: any FileHandle) -> [UInt8]? {
+    /// The page size and file id a valid log header records, or nil.
+    private static func logHeaderIdentity(_ file: any FileHandle) -> (pageSize: Int, fileID: [UInt8])? {
         guard let bytes = try? file.read(at: 0, count: WriteAheadLog.headerSize) else { return nil }
         let header = Page(bytes: bytes)
         let crc = bytes.withUnsafeBytes { CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<60])) }
-        guard Array(bytes[0..<8]) == WriteAheadLog.magic, header.u32(60) == crc else { return nil }
-        return header.copyBytes(at: 16, count: 16)
+        guard Array(bytes[0..<8]) == WriteAheadLog.magic, header.u32(60) == crc,
+            PartitionHeader.isValidPageSize(Int(header.u32(12)))
+        else { return nil }
+        return (Int(header.u32(12)), header.copyBytes(at: 16, count: 16))
     }
 
     static func directoryOf(_ path: String) -> String {

@@ -78,6 +78,7 @@ extension Partition {
     /// Writes a consistent, zstd-compressed copy of the partition as of the newest commit to
     /// `path`, while writers go on (it reads one snapshot). The file is synced before this returns.
     public func backup(to path: String) throws -> BackupSummary {
+        let pager = try openPager()
         let (id, snapshot) = pager.beginRead()
         defer { pager.endRead(id) }
         let header = snapshot.header
@@ -143,8 +144,7 @@ extension Database {
         if fileSystem.exists(path) {
             guard replace else { throw PartitionDBError.partitionExists(name: target) }
             guard !isOpen(target) else {
-                throw PartitionDBError.invalidName(
-                    kind: "partition", name: target, reason: "is open; close it before restoring over it")
+                throw PartitionDBError.busy(partition: target, reason: "it is open; close it before restoring over it")
             }
         }
         let temporary = path + ".creating"
@@ -173,11 +173,7 @@ extension Database {
             try file.write(page.bytes, at: UInt64(n) * UInt64(header.pageSize))
         }
         try file.sync()
-        // The old partition's log must not be replayed onto the restored file.
-        try fileSystem.remove(PartitionFile.logPath(path))
-        try fileSystem.syncDirectory(self.path)
-        try fileSystem.rename(temporary, to: path)
-        try fileSystem.syncDirectory(self.path)
+        try install(temporary, as: target, replace: replace)
         return RestoreSummary(partition: target, pages: Int(header.pageCount), lsn: header.lsn)
     }
 }

@@ -28,6 +28,7 @@ extension Partition {
     /// the owner index against the records; and that each page is accounted for exactly once, as
     /// reachable from a tree or as free. Damage is reported, never thrown.
     public func check() throws -> CheckReport {
+        let pager = try openPager()
         let (id, snapshot) = pager.beginRead()
         defer { pager.endRead(id) }
         var checker = Checker(

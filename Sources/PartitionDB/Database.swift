@@ -182,6 +182,27 @@ public final class Database: @unchecked Sendable {
         if let firstError { throw firstError }
     }
 
+    /// Moves a restored partition file into place as `name`. Under the lock, so no handle of
+    /// that name can be opened meanwhile; the old partition's log goes first (durably), so it is
+    /// never replayed onto the restored file.
+    func install(_ temporary: String, as name: String, replace: Bool) throws {
+        try stateLock.withLock {
+            guard !isClosed else { throw PartitionDBError.closed(partition: name) }
+            let file = Database.partitionPath(path, name)
+            if fileSystem.exists(file) {
+                guard replace else { throw PartitionDBError.partitionExists(name: name) }
+                guard partitions[name] == nil else {
+                    throw PartitionDBError.busy(
+                        partition: name, reason: "it is open; close it before restoring over it")
+                }
+            }
+            try fileSystem.remove(PartitionFile.logPath(file))
+            try fileSystem.syncDirectory(path)
+            try fileSystem.rename(temporary, to: file)
+            try fileSystem.syncDirectory(path)
+        }
+    }
+
     func isOpen(_ name: String) -> Bool { stateLock.withLock { partitions[name] != nil } }
 
     /// Forgets a closed partition handle, so the next `partition(name)` opens it afresh.

@@ -160,12 +160,15 @@ public final class Partition: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         guard !isClosed else { return }
+        let pager = self.pager
+        // A reader still running needs the files, and a second handle opened on them meanwhile
+        // would checkpoint under it: closing waits for the caller to finish its reads.
+        let readers = pager.activeReaders
+        guard readers == 0 else {
+            throw PartitionDBError.busy(partition: name, reason: "\(readers) read transactions are still running")
+        }
         pagerLock.withLock { isClosed = true }
         onClose?()
-        let pager = self.pager
-        // With readers still running, their reads need the files: those close when the last
-        // reference to the pager goes.
-        guard pager.activeReaders == 0 else { return }
         defer {
             pager.wal.file.close()
             pager.mainFile.close()

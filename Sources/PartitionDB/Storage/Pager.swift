@@ -173,7 +173,13 @@ final class Pager: @unchecked Sendable {
         let path: String
         if let frame {
             path = wal.file.path
-            page = try wal.readFrame(frame)
+            do {
+                page = try wal.readFrame(frame)
+            } catch {
+                // A restart since the lookup may have truncated the log: read again.
+                if currentGeneration != generation { return nil }
+                throw error
+            }
         } else {
             path = mainFile.path
             guard number.rawValue < snapshot.header.pageCount else {

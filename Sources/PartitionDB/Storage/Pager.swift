@@ -32,16 +32,37 @@ final class Pager: @unchecked Sendable {
     /// (of the current log generation), and partition-file pages by page number (used only
     /// when the file is not mapped). Frames are immutable, so their entries never go stale.
     private struct Cache {
-        var frames = PageMap<Page>()
-        var mainPages = PageMap<Page>()
-        let capacity: Int
+        var frames = TwoGenerationCache()
+        var mainPages = TwoGenerationCache()
+    }
 
-        /// Keeps `map` within `capacity` by dropping half of it (its order is as good as random).
-        static func insert(_ page: Page, _ key: UInt32, into map: inout PageMap<Page>, capacity: Int) {
-            if map.count >= capacity {
-                for old in map.allKeys.prefix(capacity / 2) { map[old] = nil }
+    /// An approximate LRU in O(1): entries go into `young`; when it is full it becomes `old`
+    /// and the previous old generation is dropped; a hit in `old` moves back to `young`.
+    struct TwoGenerationCache {
+        private var young = PageMap<Page>()
+        private var old = PageMap<Page>()
+        var capacity: Int
+
+        init(capacity: Int = 1024) { self.capacity = capacity }
+
+        mutating func get(_ key: UInt32) -> Page? {
+            if let page = young[key] { return page }
+            guard let page = old[key] else { return nil }
+            insert(page, key)
+            return page
+        }
+
+        mutating func insert(_ page: Page, _ key: UInt32) {
+            if young.count >= capacity / 2 {
+                old = young
+                young = PageMap(capacity: capacity / 2)
             }
-            map[key] = page
+            young[key] = page
+        }
+
+        mutating func remove(_ key: UInt32) {
+            young[key] = nil
+            old[key] = nil
         }
     }
 
@@ -83,7 +104,9 @@ final class Pager: @unchecked Sendable {
         self.wal = wal
         self.pageSize = header.pageSize
         self.cacheCapacity = max(64, cacheCapacity)
-        self.cache = Cache(capacity: max(64, cacheCapacity))
+        self.cache = Cache(
+            frames: TwoGenerationCache(capacity: max(64, cacheCapacity)),
+            mainPages: TwoGenerationCache(capacity: max(64, cacheCapacity)))
         self.autoCheckpointFrames = max(1, autoCheckpointFrames)
         self.latest = Snapshot(generation: wal.generation, frameLimit: wal.frameCount, header: header)
         let length = 64 << 30
@@ -163,7 +186,7 @@ final class Pager: @unchecked Sendable {
         if snapshot.generation == generation, let f = wal.latestFrame(of: number, below: snapshot.frameLimit) {
             frame = f
         }
-        if let hit = frame.map({ cache.frames[UInt32($0)] }) ?? cache.mainPages[number.rawValue] {
+        if let hit = frame.map({ cache.frames.get(UInt32($0)) }) ?? cache.mainPages.get(number.rawValue) {
             stateLock.unlock()
             return hit
         }
@@ -199,10 +222,10 @@ final class Pager: @unchecked Sendable {
             if let frame {
                 // A restart since the lookup makes frame numbers mean other frames: skip caching.
                 if wal.generation == generation {
-                    Cache.insert(page, UInt32(frame), into: &cache.frames, capacity: cache.capacity)
+                    cache.frames.insert(page, UInt32(frame))
                 }
             } else if mapping == nil {
-                Cache.insert(page, number.rawValue, into: &cache.mainPages, capacity: cache.capacity)
+                cache.mainPages.insert(page, number.rawValue)
             }
         }
         return page
@@ -250,7 +273,7 @@ final class Pager: @unchecked Sendable {
             }
             wal.publish(pages: sealed.map { $0.0 }, lsn: header.lastLSN, synced: durability == .durable)
             for (i, (number, page)) in sealed.enumerated() {
-                Cache.insert(page, UInt32(firstFrame + i), into: &cache.frames, capacity: cache.capacity)
+                cache.frames.insert(page, UInt32(firstFrame + i))
             }
             latest = Snapshot(generation: wal.generation, frameLimit: wal.frameCount, header: header)
         }
@@ -292,7 +315,7 @@ final class Pager: @unchecked Sendable {
         }
         let restarted: Bool = stateLock.withLock {
             wal.backfilled = range.upperBound
-            for (number, _) in frames { cache.mainPages[number.rawValue] = nil }
+            for (number, _) in frames { cache.mainPages.remove(number.rawValue) }
             guard wal.backfilled == wal.frameCount, wal.frameCount > 0 else { return false }
             let everyReaderIsCurrent = readers.values.allSatisfy {
                 $0.generation != wal.generation || $0.limit == wal.frameCount
@@ -301,7 +324,7 @@ final class Pager: @unchecked Sendable {
             for page in wal.indexedPages where Int(page) < flaggedPages { pdb_flag_store(inLog, UInt64(page), 0) }
             wal.restart()
             pdb_u64_store(atomics, wal.generation)
-            cache.frames = PageMap()
+            cache.frames = TwoGenerationCache(capacity: cache.frames.capacity)
             latest.generation = wal.generation
             latest.frameLimit = 0
             return true

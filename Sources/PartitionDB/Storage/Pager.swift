@@ -305,8 +305,15 @@ final class Pager: @unchecked Sendable {
                 stateLock.withLock { wal.isSynced = true }
             }
             for (number, frame) in frames {
-                let page = try wal.readFrame(frame)
-                try Pager.verify(page, number: number, file: wal.file.path)
+                // A cached frame was verified when it was read, or sealed by this process.
+                let cached = stateLock.withLock { cache.frames.get(UInt32(frame)) }
+                let page: Page
+                if let cached {
+                    page = cached
+                } else {
+                    page = try wal.readFrame(frame)
+                    try Pager.verify(page, number: number, file: wal.file.path)
+                }
                 try page.withUnsafeBytes { try mainFile.write($0, at: UInt64(number.rawValue) * UInt64(pageSize)) }
                 if Int(number.rawValue) < flaggedPages { pdb_flag_store(verified, UInt64(number.rawValue), 0) }
             }
@@ -330,7 +337,7 @@ final class Pager: @unchecked Sendable {
             return true
         }
         if restarted, try wal.file.size() > truncateLimit {
-            try wal.file.truncate(to: 0)
+            try wal.truncate()
         }
         return restarted
     }
@@ -339,7 +346,7 @@ final class Pager: @unchecked Sendable {
     func checkpointAll() throws {
         try checkpoint(truncateAbove: 0)
         if wal.frameCount == 0, try wal.file.size() > 0 {
-            try wal.file.truncate(to: 0)
+            try wal.truncate()
             try wal.file.sync()
         }
     }

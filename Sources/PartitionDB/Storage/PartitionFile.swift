@@ -62,6 +62,8 @@ enum PartitionFile {
                 let page = Page(bytes: try mainFile.read(at: 0, count: probed))
                 if page.hasValidChecksum(number: .header) { mainHeader = try PartitionHeader.decode(page, file: path) }
             } catch let error as PartitionDBError {
+                // Damage may be repaired from the log; an I/O error is reported as what it is.
+                if case .io = error { throw error }
                 guard logExists else { throw error }
             }
 

@@ -1,0 +1,122 @@
+import PartitionDB
+
+/// PartitionDB: a database of region `eu`, records in its `global` partition (whose records have
+/// no owner, so no residency resolver is involved), every commit `.durable`.
+final class PartitionDBEngine: Engine {
+    static let table = "bench"
+    let workload: Workload
+    let directory: String
+    let database: Database
+    let partition: Partition
+
+    init(directory: String, workload: Workload) throws {
+        self.workload = workload
+        self.directory = directory
+        database = try Database.create(at: directory, region: try Region("eu"))
+        partition = try database.globalPartition()
+        // Created up front (not timed), as the SQL engine's table and LMDB's database are.
+        _ = try partition.write(durability: .durable) { tx in try tx.createTable(PartitionDBEngine.table) }
+    }
+
+    func insert(_ records: Range<Int>) throws {
+        let workload = self.workload
+        try partition.write(durability: .durable) { tx in
+            for index in records {
+                let key = workload.key(index)
+                try tx.put(PartitionDBEngine.table, key, workload.value(forKey: key))
+            }
+        }
+    }
+
+    func count() throws -> Int {
+        try partition.read { tx in try tx.count(PartitionDBEngine.table) }
+    }
+
+    func makeReader() throws -> any Reader {
+        PartitionDBReader(partition: partition, workload: workload)
+    }
+
+    func remove(_ records: Range<Int>) throws -> Int {
+        let workload = self.workload
+        return try partition.write(durability: .durable) { tx in
+            var removed = 0
+            for index in records where try tx.delete(PartitionDBEngine.table, workload.key(index)) {
+                removed += 1
+            }
+            return removed
+        }
+    }
+
+    func compact() throws -> String {
+        _ = try partition.compact()
+        return directory
+    }
+
+    func close() throws {
+        try database.close()
+    }
+}
+
+/// Reads of one thread: one `Partition.read` per call, since read transactions run concurrently.
+final class PartitionDBReader: Reader, @unchecked Sendable {
+    let partition: Partition
+    let workload: Workload
+
+    init(partition: Partition, workload: Workload) {
+        self.partition = partition
+        self.workload = workload
+    }
+
+    func read(_ records: Range<Int>) throws -> ReadTally {
+        let workload = self.workload
+        return try partition.read { tx in
+            var tally = ReadTally()
+            for index in records {
+                let key = workload.key(index)
+                tally.reads += 1
+                // The value is read in place (no copy), as an LMDB reader does with MDB_val.
+                try tx.withValue(PartitionDBEngine.table, key) { value in
+                    guard let value else {
+                        tally.missing += 1
+                        return
+                    }
+                    tally.entries += 1
+                    if !key.withUnsafeBytes({ k in workload.matches(key: k, value: value) }) { tally.mismatches += 1 }
+                }
+            }
+            return tally
+        }
+    }
+
+    func readRanges(_ records: Range<Int>, length: Int) throws -> ReadTally {
+        let workload = self.workload
+        return try partition.read { tx in
+            var tally = ReadTally()
+            let cursor = try tx.cursor(PartitionDBEngine.table)
+            for index in records {
+                tally.reads += 1
+                try cursor.seek(workload.key(index))
+                var previous: [UInt8] = []
+                for position in 0..<length {
+                    if position > 0 { try cursor.next() }
+                    guard cursor.isValid else {
+                        if position == 0 { tally.missing += 1 }
+                        break
+                    }
+                    try cursor.withCurrent { key, value in
+                        previous.withUnsafeBytes { previous in
+                            tally.countRangeEntry(
+                                position, seeking: index, key: key, value: value, previous: previous,
+                                workload: workload)
+                        }
+                        previous.removeAll(keepingCapacity: true)
+                        previous.append(contentsOf: key)
+                    }
+                }
+            }
+            return tally
+        }
+    }
+
+    func close() {}
+}

@@ -10,5 +10,11 @@ public struct Options: Sendable {
     /// Log frames that trigger a checkpoint after a commit.
     public var autoCheckpointFrames: Int = 4096
 
+    /// Read partition files through a read-only memory mapping (no copies, no system calls, no
+    /// locks on the read path). The price, as with LMDB: a disk error while reading a mapped
+    /// page stops the process with SIGBUS instead of throwing `PartitionDBError.io`. Set it to
+    /// false to read with `pread` and get every read error as a typed error.
+    public var mapPartitionFiles: Bool = true
+
     public init() {}
 }

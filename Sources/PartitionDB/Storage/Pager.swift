@@ -97,7 +97,7 @@ final class Pager: @unchecked Sendable {
 
     init(
         fileSystem: any FileSystem, mainFile: any FileHandle, wal: WriteAheadLog, header: PartitionHeader,
-        cacheCapacity: Int, autoCheckpointFrames: Int
+        cacheCapacity: Int, autoCheckpointFrames: Int, mapFile: Bool = true
     ) {
         self.fileSystem = fileSystem
         self.mainFile = mainFile
@@ -110,7 +110,7 @@ final class Pager: @unchecked Sendable {
         self.autoCheckpointFrames = max(1, autoCheckpointFrames)
         self.latest = Snapshot(generation: wal.generation, frameLimit: wal.frameCount, header: header)
         let length = 64 << 30
-        self.mapping = mainFile.mapReadOnly(length: length)
+        self.mapping = mapFile ? mainFile.mapReadOnly(length: length) : nil
         self.mappingLength = mapping == nil ? 0 : length
         self.flaggedPages = mapping == nil ? 0 : length / header.pageSize
         // calloc: large blocks come zeroed from the kernel, page by page on first touch, so

@@ -99,7 +99,7 @@ enum PartitionFile {
             try checkRegion(header, expected: expectedRegion, path: path)
             let pager = Pager(
                 fileSystem: fileSystem, mainFile: mainFile, wal: wal, header: header, cacheCapacity: options.cachePages,
-                autoCheckpointFrames: options.autoCheckpointFrames)
+                autoCheckpointFrames: options.autoCheckpointFrames, mapFile: options.mapPartitionFiles)
             // Recovery ends with a checkpoint, so the partition file is whole again.
             try pager.checkpoint()
             return pager

@@ -112,3 +112,40 @@ final class ChecksumTests: XCTestCase {
         XCTAssertEqual(CRC32C.checksum([]), 0)
     }
 }
+
+final class UnmappedReadTests: XCTestCase {
+    /// The `pread` path (mapPartitionFiles = false) reads the same data, and damage is a typed error.
+    func testReadsWithoutTheMappingAndTypedDamage() throws {
+        let path = try temporaryDirectory(self)
+        var options = Options()
+        options.mapPartitionFiles = false
+        options.cachePages = 64
+        let db = try Database.create(at: path, region: eu, options: options)
+        let global = try db.globalPartition()
+        try global.write { tx in
+            for i in 0..<3000 {
+                try tx.put("t", bytes(String(format: "k%05d", i)), [UInt8](repeating: UInt8(i & 0xFF), count: 150))
+            }
+        }
+        try global.checkpoint()
+        try global.read { tx in
+            for i in stride(from: 0, to: 3000, by: 7) {
+                XCTAssertEqual(
+                    try tx.get("t", bytes(String(format: "k%05d", i))), [UInt8](repeating: UInt8(i & 0xFF), count: 150))
+            }
+        }
+        try db.close()
+        // Damage a leaf and read through pread: a typed error, not data.
+        let file = path + "/global.pdb"
+        var data = try Data(contentsOf: URL(fileURLWithPath: file))
+        data[5 * 4096 + 200] ^= 0x40
+        try data.write(to: URL(fileURLWithPath: file))
+        let reopened = try Database.open(at: path, region: eu, options: options)
+        let partition = try reopened.globalPartition()
+        XCTAssertThrowsError(try partition.pager.page(PageNumber(5), in: partition.pager.latestSnapshot)) {
+            guard case .corruptPage(_, 5, _) = $0 as? PartitionDBError else { return XCTFail("\($0)") }
+        }
+        XCTAssertEqual(try partition.check().damagedPages, [5])
+        try reopened.close()
+    }
+}

@@ -77,7 +77,9 @@ final class CorruptionTests: XCTestCase {
         // Tear the last commit: flip a byte in the log's last frame.
         let log = copy + "/global.pdb-log"
         var logBytes = try Data(contentsOf: URL(fileURLWithPath: log))
-        logBytes[logBytes.count - 100] ^= 0xFF
+        // The log is zero-filled ahead of its frames: damage the last frame, just before the zeros.
+        let end = (logBytes.lastIndex { $0 != 0 } ?? 0) + 1
+        logBytes[end - 100] ^= 0xFF
         try logBytes.write(to: URL(fileURLWithPath: log))
         let recovered = try Database.open(at: copy, region: eu)
         let partition = try recovered.globalPartition()

@@ -43,3 +43,16 @@ bench-quick: deps
 	$(BENCH_BUILD)
 	"$$($(BENCH_BUILD) --show-bin-path)/partitiondb-bench" --engine all --records 100000 \
 		--output Benchmarks/results/latest.json $(BENCH_ARGS)
+
+# Issue 3's reliability harness (spec/testing.md): simulated power loss, real process kills, I/O
+# faults, bit flips, the model test, ASan and TSan runs, and libFuzzer; one summary line per kind.
+# `reliability` uses larger counts than CI (knobs: PDB_CRASH_STATES, PDB_KILLS, PDB_BITFLIPS,
+# PDB_MODEL_OPS, FUZZ_SECONDS, ...; see scripts/reliability.sh); `reliability-ci` is CI's bounded
+# run: the suite under ASan, the concurrency tests under TSan, each fuzz target for 60 s.
+.PHONY: reliability reliability-ci
+
+reliability: deps
+	./scripts/reliability.sh full
+
+reliability-ci: deps
+	./scripts/reliability.sh ci

@@ -102,7 +102,7 @@ struct Checker {
                 return nil
             }
             ownedRecords += owned
-            report.tables[name] = Int(count)
+            report.tables[name] = Int(clamping: count)
             if count != info.count {
                 problem(nil, "table \(name) holds \(count) records, its catalog entry says \(info.count)")
             }

@@ -99,7 +99,9 @@ public class ReadTransaction {
         let found = try BTree.find(Array(name.utf8), root: context.header.catalogRoot, in: context)
         guard found.found else { return nil }
         let bytes = try value(of: found.leaf, found.index)
-        guard let info = TableInfo.decode(bytes) else {
+        guard let info = TableInfo.decode(bytes), info.root != .header,
+            info.root.rawValue < context.header.pageCount, info.count <= UInt64(Int.max)
+        else {
             throw PartitionDBError.corruptPage(
                 file: context.path, page: found.number.rawValue, reason: "bad catalog entry")
         }

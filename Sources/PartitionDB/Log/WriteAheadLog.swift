@@ -145,7 +145,8 @@ final class WriteAheadLog {
             let lsn = raw.loadUnaligned(fromByteOffset: base + 8, as: UInt64.self).littleEndian
             let frameSalt = raw.loadUnaligned(fromByteOffset: base + 16, as: UInt64.self).littleEndian
             let stored = raw.loadUnaligned(fromByteOffset: base + 24, as: UInt32.self).littleEndian
-            guard frameSalt == salt, lsn > 0 else { return nil }
+            // LSNs stay below 2^63 and page numbers below 2^32 - 1, so neither can overflow later.
+            guard frameSalt == salt, lsn > 0, lsn < 1 << 63, pageNumber != UInt32.max else { return nil }
             let pageStart = base + frameHeaderSize
             var crc = CRC32C.update(previous, UnsafeRawBufferPointer(rebasing: raw[base..<(base + 24)]))
             crc = CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: raw[pageStart..<(pageStart + 4)]))

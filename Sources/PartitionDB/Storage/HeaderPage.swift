@@ -88,6 +88,7 @@ struct PartitionHeader: Equatable {
             catalogRoot: PageNumber(page.u32(148)), ownerIndexRoot: PageNumber(page.u32(152)),
             nextTableID: page.u32(156), lastLSN: LSN(page.u64(160)))
         guard header.pageCount >= 3 else { throw bad("page count \(header.pageCount) below the minimum") }
+        guard header.lastLSN.rawValue < 1 << 63 else { throw bad("impossible LSN \(header.lastLSN)") }
         guard header.catalogRoot.rawValue < header.pageCount, header.ownerIndexRoot.rawValue < header.pageCount,
             header.freelistHead.rawValue < header.pageCount
         else { throw bad("root or freelist page beyond the page count") }

@@ -97,6 +97,13 @@ enum PartitionFile {
                 throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
             }
             try checkRegion(header, expected: expectedRegion, path: path)
+            // Every page below the page count is in the file or in a log frame; a larger count is
+            // damage (and would make check() and the page flags size themselves by it).
+            let filePages = try mainFile.size() / UInt64(pageSize)
+            guard UInt64(header.pageCount) <= filePages + UInt64(wal.frameCount) else {
+                throw PartitionDBError.corruptPage(
+                    file: path, page: 0, reason: "page count \(header.pageCount) is beyond the file and its log")
+            }
             let pager = Pager(
                 fileSystem: fileSystem, mainFile: mainFile, wal: wal, header: header, cacheCapacity: options.cachePages,
                 autoCheckpointFrames: options.autoCheckpointFrames, mapFile: options.mapPartitionFiles)

@@ -57,7 +57,7 @@ tsan_tests() {
 large_tests() {
     swift build --build-tests --scratch-path .build-reliability &&
         PDB_CRASH_STATES=${PDB_CRASH_STATES:-100000} PDB_KILLS=${PDB_KILLS:-1000} \
-            PDB_BITFLIPS=${PDB_BITFLIPS:-5000} PDB_MODEL_OPS=${PDB_MODEL_OPS:-1000000} \
+            PDB_BITFLIPS=${PDB_BITFLIPS:-5000} PDB_MODEL_OPS=${PDB_MODEL_OPS:-400000} \
             swift test --skip-build --scratch-path .build-reliability \
             --filter 'CrashTests|FaultTests|KillTests|BitFlipTests|ModelTests|CorruptionTests'
 }

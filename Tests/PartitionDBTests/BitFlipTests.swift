@@ -129,17 +129,22 @@ final class BitFlipTests: XCTestCase {
 
     // MARK: Flips
 
-    /// Flips one bit (four times in five) or a burst of 2 to 8 bits, all in `region`; returns the
-    /// byte offsets, the first one chosen first.
+    /// Flips one bit (four times in five) or a burst of 2 to 8 distinct bits, all in `region`;
+    /// returns the byte offsets, the first one chosen first. The bits are distinct so that no two
+    /// flips cancel out.
     static func flipBits(in data: inout Data, region: Range<Int>, _ random: inout SeededGenerator) -> [Int] {
         let count = random.below(5) == 0 ? 2 + random.below(7) : 1
         let first = region.lowerBound + random.below(region.count)
+        var flipped: Set<Int> = []
         var offsets: [Int] = []
-        for i in 0..<count {
+        while offsets.count < count {
             // A burst stays within 64 bytes, like a damaged sector would.
             let offset =
-                i == 0 ? first : min(region.upperBound - 1, max(region.lowerBound, first + random.below(128) - 64))
-            data[offset] ^= UInt8(1 << random.below(8))
+                offsets.isEmpty
+                ? first : min(region.upperBound - 1, max(region.lowerBound, first + random.below(128) - 64))
+            let bit = random.below(8)
+            guard flipped.insert(offset * 8 + bit).inserted else { continue }
+            data[offset] ^= UInt8(1 << bit)
             offsets.append(offset)
         }
         return offsets

@@ -107,6 +107,41 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertTrue(try partition.check().isClean)
         try db.close()
     }
+
+    /// Readers take log frames from the commits' page images in memory, which a log generation
+    /// keeps for its first 4,096 frames (with autoCheckpointFrames 1). A reader that holds every
+    /// checkpoint back lets the log grow past that; later frames are then read from the log
+    /// file, and both kinds of reader see their own snapshot.
+    func testFramesBeyondTheKeptImagesAreReadFromTheLogFile() throws {
+        let path = try temporaryDirectory(self)
+        var options = Options()
+        options.autoCheckpointFrames = 1
+        let db = try Database.create(at: path, region: eu, options: options)
+        let partition = try db.globalPartition()
+        try partition.write { tx in try tx.put("t", bytes("first"), bytes("0")) }
+        let commits = 1500
+        try partition.read { old in
+            for i in 0..<commits {
+                try partition.write(durability: .noSync) { tx in
+                    try tx.put("t", bytes(String(format: "k%05d", i)), [UInt8](repeating: UInt8(i & 0xFF), count: 300))
+                    try tx.put("t", bytes("first"), bytes(String(i + 1)))
+                }
+            }
+            XCTAssertGreaterThan(partition.pager.latestSnapshot.frameLimit, 4096, "the log did not outgrow the images")
+            XCTAssertEqual(try old.count("t"), 1)
+            XCTAssertEqual(try old.get("t", bytes("first")), bytes("0"))
+        }
+        try partition.read { tx in
+            XCTAssertEqual(try tx.count("t"), commits + 1)
+            XCTAssertEqual(try tx.get("t", bytes("first")), bytes(String(commits)))
+            for i in 0..<commits {
+                XCTAssertEqual(
+                    try tx.get("t", bytes(String(format: "k%05d", i))), [UInt8](repeating: UInt8(i & 0xFF), count: 300))
+            }
+        }
+        XCTAssertTrue(try partition.check().isClean)
+        try db.close()
+    }
 }
 
 final class FailureLog: @unchecked Sendable {

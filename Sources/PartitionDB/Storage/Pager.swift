@@ -17,15 +17,19 @@ import CPartitionSupport
 /// reader's view never changes under it.
 ///
 /// Pages of the partition file are read through a read-only shared mapping when the file system
-/// offers one: no copy, no system call and no lock. `inLog` flags say which pages have a frame in
-/// the current log generation (only those need the locked index lookup), and `verified` flags
-/// say which mapped pages have passed their checksum since they were last written, so each is
-/// checked once when first read from disk, like a page entering a cache.
+/// offers one: no copy, no system call and no lock. Pages with a frame in the log are taken from
+/// `FrameImages`, the commits' own page images kept in memory, also without a lock: an atomic
+/// entry per page names its newest frame in the current generation, and only a reader whose
+/// snapshot ends before that frame needs the locked index lookup. `verified` flags say which
+/// mapped pages have passed their checksum since they were last written, so each is checked once
+/// when first read from disk, like a page entering a cache.
 final class Pager: @unchecked Sendable {
     struct Snapshot {
         var generation: UInt64
         var frameLimit: Int
         var header: PartitionHeader
+        /// The generation's frame images; holding them keeps their memory alive.
+        var frames: FrameImages
     }
 
     /// Pages read from disk, kept so the next read needs no I/O: log frames by frame number
@@ -84,11 +88,17 @@ final class Pager: @unchecked Sendable {
     /// cannot map (then pages are read with `read` and cached).
     private let mapping: UnsafeRawPointer?
     private let mappingLength: Int
-    /// Pages with numbers below this have flags and may be read through the mapping.
+    /// Pages with numbers below this lie inside the mapping.
+    private let mappedPages: Int
+    /// Pages with numbers below this have entries in `newestFrames` and `verified`.
     private let flaggedPages: Int
-    /// One byte per page: 1 when the current log generation holds a frame of the page. Set
-    /// under `stateLock` before the frame is published; cleared when the log restarts.
-    private let inLog: UnsafeMutablePointer<UInt8>
+    /// One entry per page: 0 when the current log generation holds no frame of the page, else
+    /// the generation's low 32 bits above the newest frame's number plus one. Set under
+    /// `stateLock` before the frame is published; cleared when the log restarts.
+    private let newestFrames: UnsafeMutablePointer<UInt64>
+    /// The current generation's frame images, and how many frames a generation keeps.
+    private var frameImages: FrameImages
+    private let keptFrames: Int
     /// One byte per page: 1 when the mapped page passed `verify` since it was last written.
     private let verified: UnsafeMutablePointer<UInt8>
     /// The log generation, readable without the lock; and the number of whole pages the
@@ -108,26 +118,47 @@ final class Pager: @unchecked Sendable {
             frames: TwoGenerationCache(capacity: max(64, cacheCapacity)),
             mainPages: TwoGenerationCache(capacity: max(64, cacheCapacity)))
         self.autoCheckpointFrames = max(1, autoCheckpointFrames)
-        self.latest = Snapshot(generation: wal.generation, frameLimit: wal.frameCount, header: header)
-        let length = 64 << 30
-        self.mapping = mapFile ? mainFile.mapReadOnly(length: length) : nil
-        self.mappingLength = mapping == nil ? 0 : length
-        self.flaggedPages = mapping == nil ? 0 : length / header.pageSize
+        // A generation keeps the images of up to 16 checkpoints' worth of frames (64 MiB with
+        // the defaults); the log holds more only while readers hold checkpoints back.
+        self.keptFrames = max(4096, 16 * self.autoCheckpointFrames)
+        self.frameImages = FrameImages(generation: wal.generation, capacity: keptFrames)
+        self.latest = Snapshot(
+            generation: wal.generation, frameLimit: wal.frameCount, header: header, frames: frameImages)
+        // The largest reservation the address space allows (valgrind and `ulimit -v` refuse
+        // 64 GiB); pages beyond it are read with `read`.
+        var mapping: UnsafeRawPointer? = nil
+        var mappingLength = 0
+        for length in [64 << 30, 4 << 30, 1 << 30] where mapFile && mapping == nil {
+            mapping = mainFile.mapReadOnly(length: length)
+            mappingLength = mapping == nil ? 0 : length
+        }
+        self.mapping = mapping
+        self.mappingLength = mappingLength
+        self.mappedPages = mappingLength / header.pageSize
+        self.flaggedPages = (64 << 30) / header.pageSize
         // calloc: large blocks come zeroed from the kernel, page by page on first touch, so
-        // flags of pages the partition does not have cost nothing.
-        self.inLog = calloc(max(1, flaggedPages), 1)!.bindMemory(to: UInt8.self, capacity: max(1, flaggedPages))
-        self.verified = calloc(max(1, flaggedPages), 1)!.bindMemory(to: UInt8.self, capacity: max(1, flaggedPages))
+        // entries of pages the partition does not have cost nothing.
+        self.newestFrames = calloc(flaggedPages, 8)!.bindMemory(to: UInt64.self, capacity: flaggedPages)
+        self.verified = calloc(flaggedPages, 1)!.bindMemory(to: UInt8.self, capacity: flaggedPages)
         self.atomics = .allocate(capacity: 2)
         atomics.initialize(repeating: 0, count: 2)
         pdb_u64_store(atomics, wal.generation)
         let fileSize = (try? mainFile.size()) ?? 0
         pdb_u64_store(atomics + 1, fileSize / UInt64(header.pageSize))
-        for page in wal.indexedPages where Int(page) < flaggedPages { pdb_flag_store(inLog, UInt64(page), 1) }
+        for page in wal.indexedPages where Int(page) < flaggedPages {
+            if let frame = wal.latestFrame(of: PageNumber(page), below: wal.frameCount) {
+                pdb_u64_store(newestFrames + Int(page), frameEntry(frame, generation: wal.generation))
+            }
+        }
+    }
+
+    private func frameEntry(_ frame: Int, generation: UInt64) -> UInt64 {
+        (generation & 0xFFFF_FFFF) << 32 | UInt64(frame + 1)
     }
 
     deinit {
         if let mapping { mainFile.unmap(mapping, length: mappingLength) }
-        free(inLog)
+        free(newestFrames)
         free(verified)
         atomics.deallocate()
     }
@@ -158,10 +189,23 @@ final class Pager: @unchecked Sendable {
     /// The page as of `snapshot`, checksum-verified and structurally validated.
     func page(_ number: PageNumber, in snapshot: Snapshot) throws -> Page {
         let n = Int(number.rawValue)
-        if let mapping, n < flaggedPages, number.rawValue < snapshot.header.pageCount,
-            snapshot.frameLimit == 0 || snapshot.generation != atomicGeneration || pdb_flag_load(inLog, UInt64(n)) == 0,
-            UInt64(n) < mappedPageCount
-        {
+        guard n < flaggedPages else { return try readLocked(number, in: snapshot) }
+        if snapshot.frameLimit > 0 && snapshot.generation == atomicGeneration {
+            let entry = pdb_u64_load(newestFrames + n)
+            if entry != 0 && entry >> 32 == snapshot.generation & 0xFFFF_FFFF {
+                // The newest frame is the snapshot's when the snapshot reaches it; else an older
+                // frame (or none) is, which takes the index.
+                let frame = Int(truncatingIfNeeded: entry & 0xFFFF_FFFF) - 1
+                if frame < snapshot.frameLimit, let page = snapshot.frames.page(frame, size: pageSize) {
+                    return page
+                }
+                return try readLocked(number, in: snapshot)
+            }
+            // No frame of this generation, or the log restarted since the check: either way the
+            // partition file holds the snapshot's version, and no checkpoint will overwrite it
+            // while the snapshot's reader is registered.
+        }
+        if let mapping, n < mappedPages, number.rawValue < snapshot.header.pageCount, UInt64(n) < mappedPageCount {
             // No frame of this page is visible to the snapshot (a reader of an older log
             // generation sees the partition file, which held its whole state at the restart).
             let page = Page(mapped: mapping + n * pageSize, size: pageSize)
@@ -171,6 +215,10 @@ final class Pager: @unchecked Sendable {
             }
             return page
         }
+        return try readLocked(number, in: snapshot)
+    }
+
+    private func readLocked(_ number: PageNumber, in snapshot: Snapshot) throws -> Page {
         while true {
             if let page = try readOnce(number, in: snapshot) { return page }
         }
@@ -185,6 +233,10 @@ final class Pager: @unchecked Sendable {
         let generation = wal.generation
         if snapshot.generation == generation, let f = wal.latestFrame(of: number, below: snapshot.frameLimit) {
             frame = f
+            if let page = snapshot.frames.page(f, size: pageSize) {
+                stateLock.unlock()
+                return page
+            }
         }
         if let hit = frame.map({ cache.frames.get(UInt32($0)) }) ?? cache.mainPages.get(number.rawValue) {
             stateLock.unlock()
@@ -224,7 +276,7 @@ final class Pager: @unchecked Sendable {
                 if wal.generation == generation {
                     cache.frames.insert(page, UInt32(frame))
                 }
-            } else if mapping == nil {
+            } else if Int(number.rawValue) >= mappedPages {
                 cache.mainPages.insert(page, number.rawValue)
             }
         }
@@ -268,14 +320,17 @@ final class Pager: @unchecked Sendable {
         try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: durability == .durable)
         stateLock.withLock {
             let firstFrame = wal.frameCount
-            for (number, _) in sealed where Int(number.rawValue) < flaggedPages {
-                pdb_flag_store(inLog, UInt64(number.rawValue), 1)
+            for (i, (number, page)) in sealed.enumerated() {
+                let frame = firstFrame + i
+                frameImages.append(page, frame: frame)
+                if frame >= frameImages.capacity { cache.frames.insert(page, UInt32(frame)) }
+                if Int(number.rawValue) < flaggedPages {
+                    pdb_u64_store(newestFrames + Int(number.rawValue), frameEntry(frame, generation: wal.generation))
+                }
             }
             wal.publish(pages: sealed.map { $0.0 }, lsn: header.lastLSN, synced: durability == .durable)
-            for (i, (number, page)) in sealed.enumerated() {
-                cache.frames.insert(page, UInt32(firstFrame + i))
-            }
-            latest = Snapshot(generation: wal.generation, frameLimit: wal.frameCount, header: header)
+            latest = Snapshot(
+                generation: wal.generation, frameLimit: wal.frameCount, header: header, frames: frameImages)
         }
     }
 
@@ -306,7 +361,7 @@ final class Pager: @unchecked Sendable {
             }
             for (number, frame) in frames {
                 // A cached frame was verified when it was read, or sealed by this process.
-                let cached = stateLock.withLock { cache.frames.get(UInt32(frame)) }
+                let cached = stateLock.withLock { frameImages.ownedPage(frame) ?? cache.frames.get(UInt32(frame)) }
                 let page: Page
                 if let cached {
                     page = cached
@@ -328,12 +383,14 @@ final class Pager: @unchecked Sendable {
                 $0.generation != wal.generation || $0.limit == wal.frameCount
             }
             guard everyReaderIsCurrent else { return false }
-            for page in wal.indexedPages where Int(page) < flaggedPages { pdb_flag_store(inLog, UInt64(page), 0) }
+            for page in wal.indexedPages where Int(page) < flaggedPages { pdb_u64_store(newestFrames + Int(page), 0) }
             wal.restart()
             pdb_u64_store(atomics, wal.generation)
             cache.frames = TwoGenerationCache(capacity: cache.frames.capacity)
+            frameImages = FrameImages(generation: wal.generation, capacity: keptFrames)
             latest.generation = wal.generation
             latest.frameLimit = 0
+            latest.frames = frameImages
             return true
         }
         if restarted, try wal.file.size() > truncateLimit {

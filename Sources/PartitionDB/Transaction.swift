@@ -162,6 +162,14 @@ public class ReadTransaction {
     /// it when it lies in the page. The buffer is valid only inside `body`.
     public func withValue<T>(_ table: String, _ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T
     {
+        try key.withUnsafeBytes { try withValue(table, $0, body) }
+    }
+
+    /// `withValue(_:_:_:)` for a key in a buffer the caller owns (no array needed per lookup, as
+    /// with LMDB's `MDB_val`).
+    public func withValue<T>(
+        _ table: String, _ key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> T
+    ) throws -> T {
         let info = try requireTable(table)
         let found = try BTree.find(key, root: info.root, in: context)
         guard found.found else { return try body(nil) }
@@ -316,6 +324,8 @@ public final class Cursor {
     public func last() throws { try move { try $0.last(in: context) } }
     /// Positions at the first key >= `key`.
     public func seek(_ key: [UInt8]) throws { try move { try $0.seek(key, in: context) } }
+    /// `seek(_:)` for a key in a buffer the caller owns.
+    public func seek(_ key: UnsafeRawBufferPointer) throws { try move { try $0.seek(key, in: context) } }
 
     public func next() throws {
         guard tree.isValid else { return }

@@ -73,6 +73,36 @@ final class PartitionTests: XCTestCase {
         try p.read { tx in XCTAssertEqual(try tx.count("t"), n / 10) }
         try db.close()
     }
+
+    /// Lookups with the key in a caller's buffer find what the array forms find, for keys that
+    /// differ in their first eight bytes, only after them, and by length (a prefix of another).
+    func testLookupsWithKeyBuffersMatchArrayKeys() throws {
+        let (db, _, _) = try makeDatabase()
+        let p = try db.globalPartition()
+        var keys: [[UInt8]] = []
+        for i in 0..<3000 {
+            keys.append(bytes(String(format: "%08d", i % 50) + String(format: "-%06d", i)))
+            keys.append(bytes(String(format: "%08d", i)))
+            keys.append(bytes(String(i % 7)))
+        }
+        try p.write { tx in for key in keys { try tx.put("t", key, key + key) } }
+        try p.read { tx in
+            for key in keys + [bytes("absent"), bytes("00000049-9"), [], bytes("0000004")] {
+                let expected = try tx.get("t", key)
+                let viaBuffer: [UInt8]? = try key.withUnsafeBytes { buffer in
+                    try tx.withValue("t", buffer) { $0.map { Array($0) } }
+                }
+                XCTAssertEqual(viaBuffer, expected, "key \(String(decoding: key, as: UTF8.self))")
+                let cursor = try tx.cursor("t")
+                try key.withUnsafeBytes { try cursor.seek($0) }
+                let arrayCursor = try tx.cursor("t")
+                try arrayCursor.seek(key)
+                XCTAssertEqual(cursor.isValid ? cursor.key : nil, arrayCursor.isValid ? arrayCursor.key : nil)
+                if expected != nil { XCTAssertEqual(cursor.key, key) }
+            }
+        }
+        try db.close()
+    }
 }
 
 final class HandleTests: XCTestCase {

@@ -58,21 +58,27 @@ final class PartitionDBEngine: Engine {
 }
 
 /// Reads of one thread: one `Partition.read` per call, since read transactions run concurrently.
+/// Keys are written into one buffer per reader, as the LMDB reader does with its `MDB_val`.
 final class PartitionDBReader: Reader, @unchecked Sendable {
     let partition: Partition
     let workload: Workload
+    let key: UnsafeMutableRawPointer
 
     init(partition: Partition, workload: Workload) {
         self.partition = partition
         self.workload = workload
+        key = .allocate(byteCount: Workload.keySize, alignment: 8)
     }
+
+    deinit { key.deallocate() }
 
     func read(_ records: Range<Int>) throws -> ReadTally {
         let workload = self.workload
+        let key = UnsafeRawBufferPointer(start: self.key, count: Workload.keySize)
         return try partition.read { tx in
             var tally = ReadTally()
             for index in records {
-                let key = workload.key(index)
+                workload.writeKey(index, to: self.key)
                 tally.reads += 1
                 // The value is read in place (no copy), as an LMDB reader does with MDB_val.
                 try tx.withValue(PartitionDBEngine.table, key) { value in
@@ -81,7 +87,7 @@ final class PartitionDBReader: Reader, @unchecked Sendable {
                         return
                     }
                     tally.entries += 1
-                    if !key.withUnsafeBytes({ k in workload.matches(key: k, value: value) }) { tally.mismatches += 1 }
+                    if !workload.matches(key: key, value: value) { tally.mismatches += 1 }
                 }
             }
             return tally
@@ -93,9 +99,11 @@ final class PartitionDBReader: Reader, @unchecked Sendable {
         return try partition.read { tx in
             var tally = ReadTally()
             let cursor = try tx.cursor(PartitionDBEngine.table)
+            let key = UnsafeRawBufferPointer(start: self.key, count: Workload.keySize)
             for index in records {
                 tally.reads += 1
-                try cursor.seek(workload.key(index))
+                workload.writeKey(index, to: self.key)
+                try cursor.seek(key)
                 var previous: [UInt8] = []
                 for position in 0..<length {
                     if position > 0 { try cursor.next() }

@@ -20,7 +20,9 @@ struct Runner {
         let elapsed = try clock.measure(body)
         let milliseconds = Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15
         results[row] = milliseconds
-        progress("\(row.rawValue): \(formatMilliseconds(milliseconds))")
+        // The peak so far shows which phase sets the peak-memory row.
+        let peak = (try? peakResidentBytes()).map { " (peak resident memory so far \(formatBytes(Double($0))))" } ?? ""
+        progress("\(row.rawValue): \(formatMilliseconds(milliseconds))\(peak)")
     }
 
     private func sized(_ row: Row, _ path: String, _ results: inout EngineResults) throws {

@@ -17,6 +17,12 @@ enum BTree {
     static func find(_ key: [UInt8], root: PageNumber, in context: PageContext) throws -> (
         leaf: Page, number: PageNumber, index: Int, found: Bool
     ) {
+        try key.withUnsafeBytes { try find($0, root: root, in: context) }
+    }
+
+    static func find(_ key: UnsafeRawBufferPointer, root: PageNumber, in context: PageContext) throws -> (
+        leaf: Page, number: PageNumber, index: Int, found: Bool
+    ) {
         var number = root
         var page = try context.node(number)
         var depth = 0

@@ -15,6 +15,10 @@ struct TreeCursor {
 
     /// Positions at the first key >= `key`.
     mutating func seek(_ key: [UInt8], in context: PageContext) throws {
+        try key.withUnsafeBytes { try seek($0, in: context) }
+    }
+
+    mutating func seek(_ key: UnsafeRawBufferPointer, in context: PageContext) throws {
         stack.removeAll(keepingCapacity: true)
         var number = root
         var page = try context.node(number)

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Leaf and branch pages: slotted pages with a header, an array of 2-byte cell offsets growing
 /// up from the header, and cells growing down from the end of the page.
 /// Layout: spec/file-format.md#leaf-and-branch-pages
@@ -143,41 +149,76 @@ extension Page {
 
     // MARK: Search
 
-    /// Compares `key` with the key of cell `index`.
-    @inline(__always) func compareKey(_ key: UnsafeRawBufferPointer, cell index: Int) -> Int {
-        let offset = cellOffset(index)
-        if isLeaf {
-            return compare(key, withBytesAt: offset + NodeLayout.leafCellHeader, count: Int(u16(offset)))
-        }
-        return compare(key, withBytesAt: offset + NodeLayout.branchCellHeader, count: Int(u16(offset + 4)))
-    }
-
     /// Leaves: the first cell whose key is >= `key`, and whether it is equal.
     func leafSearch(_ key: [UInt8]) -> (index: Int, found: Bool) {
-        key.withUnsafeBytes { k in
-            var low = 0
-            var high = cellCount
-            while low < high {
-                let mid = (low + high) / 2
-                let c = compareKey(k, cell: mid)
-                if c == 0 { return (mid, true) }
-                if c < 0 { high = mid } else { low = mid + 1 }
-            }
-            return (low, false)
+        key.withUnsafeBytes { leafSearch($0) }
+    }
+
+    func leafSearch(_ key: UnsafeRawBufferPointer) -> (index: Int, found: Bool) {
+        withUnsafeBytes { page in
+            Page.search(key, in: page, keyHeader: NodeLayout.leafCellHeader, lengthAt: 0, stopAtEqual: true)
         }
     }
 
     /// Branches: the index of the child whose range holds `key` (the number of separators <= key).
     func childIndex(for key: [UInt8]) -> Int {
-        key.withUnsafeBytes { k in
-            var low = 0
-            var high = cellCount
-            while low < high {
-                let mid = (low + high) / 2
-                if compareKey(k, cell: mid) < 0 { high = mid } else { low = mid + 1 }
-            }
-            return low
+        key.withUnsafeBytes { childIndex(for: $0) }
+    }
+
+    func childIndex(for key: UnsafeRawBufferPointer) -> Int {
+        withUnsafeBytes { page in
+            Page.search(key, in: page, keyHeader: NodeLayout.branchCellHeader, lengthAt: 4, stopAtEqual: false).index
         }
+    }
+
+    /// Binary search over the cells of a node: the first cell whose key is > `key` (or, with
+    /// `stopAtEqual`, the cell whose key equals it, or else the first greater). The hot loop of
+    /// every lookup, so it reads the slots and keys directly, with one bounds check per key in
+    /// place of the accessors' checks per field; a damaged slot still stops at a precondition.
+    @inline(__always)
+    private static func search(
+        _ key: UnsafeRawBufferPointer, in page: UnsafeRawBufferPointer, keyHeader: Int, lengthAt: Int,
+        stopAtEqual: Bool
+    ) -> (index: Int, found: Bool) {
+        let base = page.baseAddress!
+        let size = page.count
+        let count = Int(
+            UInt16(littleEndian: base.loadUnaligned(fromByteOffset: NodeLayout.cellCountOffset, as: UInt16.self)))
+        precondition(NodeLayout.headerSize + 2 * count <= size, "cell slots outside the page")
+        let keyCount = key.count
+        var low = 0
+        var high = count
+        while low < high {
+            let mid = (low + high) >> 1
+            let offset = Int(
+                UInt16(
+                    littleEndian: base.loadUnaligned(fromByteOffset: NodeLayout.headerSize + 2 * mid, as: UInt16.self)))
+            precondition(offset + keyHeader <= size, "cell outside the page")
+            let length = Int(
+                UInt16(littleEndian: base.loadUnaligned(fromByteOffset: offset + lengthAt, as: UInt16.self)))
+            let start = offset + keyHeader
+            precondition(start + length <= size, "key outside the page")
+            let cellKey = base + start
+            var order = 0
+            let common = min(keyCount, length)
+            if common >= 8 {
+                let a = UInt64(bigEndian: key.baseAddress!.loadUnaligned(as: UInt64.self))
+                let b = UInt64(bigEndian: cellKey.loadUnaligned(as: UInt64.self))
+                if a != b { order = a < b ? -1 : 1 }
+            }
+            if order == 0 {
+                order = common == 0 ? 0 : Int(memcmp(key.baseAddress!, cellKey, common))
+                if order == 0 { order = keyCount - length }
+            }
+            if order < 0 {
+                high = mid
+            } else if order > 0 || !stopAtEqual {
+                low = mid + 1
+            } else {
+                return (mid, true)
+            }
+        }
+        return (low, false)
     }
 
     // MARK: Changes

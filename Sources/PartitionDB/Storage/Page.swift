@@ -151,15 +151,6 @@ struct Page {
         if count > 0 { memmove(target + destination, target + source, count) }
     }
 
-    /// Compares `key` with the `count` bytes at `offset`, bytewise, shorter first on a tie.
-    @inline(__always) func compare(_ key: UnsafeRawBufferPointer, withBytesAt offset: Int, count: Int) -> Int {
-        check(offset, count, "compare outside the page")
-        let common = min(key.count, count)
-        let r = common == 0 ? 0 : memcmp(key.baseAddress!, base + offset, common)
-        if r != 0 { return Int(r) }
-        return key.count - count
-    }
-
     var kind: UInt8 { u8(4) }
 
     func computeChecksum(number: PageNumber) -> UInt32 {

@@ -2,12 +2,21 @@
 struct TreeCursor {
     private(set) var stack: [(number: PageNumber, page: Page, index: Int)] = []
     let root: PageNumber
+    /// Whether the cursor is on a leaf cell, and the leaf's cell count: kept up to date by every
+    /// move, so the hot calls (`isValid`, `next` within a leaf) need not look at the stack's pages.
+    private(set) var isValid = false
+    private var leafCount = 0
 
     init(root: PageNumber) { self.root = root }
 
-    var isValid: Bool {
-        guard let top = stack.last else { return false }
-        return top.page.isLeaf && top.index >= 0 && top.index < top.page.cellCount
+    /// Recomputes `isValid` and `leafCount` after a move.
+    private mutating func settle() {
+        guard let top = stack.last, top.page.isLeaf else {
+            isValid = false
+            return
+        }
+        leafCount = top.page.cellCount
+        isValid = top.index >= 0 && top.index < leafCount
     }
 
     var leaf: Page { stack[stack.count - 1].page }
@@ -31,18 +40,21 @@ struct TreeCursor {
         }
         let (index, _) = page.leafSearch(key)
         stack.append((number, page, index))
+        settle()
         if index >= page.cellCount { try next(in: context) }
     }
 
     mutating func first(in context: PageContext) throws {
         stack.removeAll(keepingCapacity: true)
         try descend(from: root, toFirst: true, in: context)
+        settle()
         if !isValid { try next(in: context) }
     }
 
     mutating func last(in context: PageContext) throws {
         stack.removeAll(keepingCapacity: true)
         try descend(from: root, toFirst: false, in: context)
+        settle()
         if !isValid { try previous(in: context) }
     }
 
@@ -68,7 +80,11 @@ struct TreeCursor {
     /// Moves to the next cell; leaves the cursor invalid past the end.
     mutating func next(in context: PageContext) throws {
         guard !stack.isEmpty else { return }
-        stack[stack.count - 1].index += 1
+        let top = stack.count - 1
+        stack[top].index += 1
+        // Within the same leaf (most moves), nothing else changes.
+        if isValid && stack[top].index < leafCount { return }
+        defer { settle() }
         while true {
             let top = stack[stack.count - 1]
             if top.page.isLeaf && top.index < top.page.cellCount { return }
@@ -87,6 +103,7 @@ struct TreeCursor {
     /// Moves to the previous cell; leaves the cursor invalid before the start.
     mutating func previous(in context: PageContext) throws {
         guard !stack.isEmpty else { return }
+        defer { settle() }
         stack[stack.count - 1].index -= 1
         while true {
             let top = stack[stack.count - 1]

@@ -359,6 +359,17 @@ final class Pager: @unchecked Sendable {
                 try wal.file.sync()
                 stateLock.withLock { wal.isSynced = true }
             }
+            // Pages with consecutive numbers go out in one write of up to 1 MiB (`frames` is sorted
+            // by page number): a bulk load's new pages are one run, not a system call each.
+            let runLimit = max(pageSize, 1 << 20)
+            var run: [UInt8] = []
+            run.reserveCapacity(runLimit)
+            var runStart: UInt32 = 0
+            func flush() throws {
+                guard !run.isEmpty else { return }
+                try mainFile.write(run, at: UInt64(runStart) * UInt64(pageSize))
+                run.removeAll(keepingCapacity: true)
+            }
             for (number, frame) in frames {
                 // A cached frame was verified when it was read, or sealed by this process.
                 let cached = stateLock.withLock { frameImages.ownedPage(frame) ?? cache.frames.get(UInt32(frame)) }
@@ -369,9 +380,15 @@ final class Pager: @unchecked Sendable {
                     page = try wal.readFrame(frame)
                     try Pager.verify(page, number: number, file: wal.file.path)
                 }
-                try page.withUnsafeBytes { try mainFile.write($0, at: UInt64(number.rawValue) * UInt64(pageSize)) }
+                let follows = !run.isEmpty && UInt64(runStart) + UInt64(run.count / pageSize) == UInt64(number.rawValue)
+                if !follows || run.count + pageSize > runLimit {
+                    try flush()
+                    runStart = number.rawValue
+                }
+                page.withUnsafeBytes { run.append(contentsOf: $0) }
                 if Int(number.rawValue) < flaggedPages { pdb_flag_store(verified, UInt64(number.rawValue), 0) }
             }
+            try flush()
             try mainFile.sync()
             pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
         }

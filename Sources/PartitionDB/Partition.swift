@@ -86,7 +86,7 @@ public final class Partition: @unchecked Sendable {
     /// Appends the transaction's pages to the log; called with the writer lock held.
     private func commit(_ context: WriteContext, durability: Durability) throws {
         do {
-            try pager.commit(context.pagesForCommit(), header: context.header, durability: durability)
+            try pager.commit(context.takePagesForCommit(), header: context.header, durability: durability)
         } catch let error as PartitionDBError {
             // A failed write or fsync leaves the disk in an unknown state: never retry it as if it
             // had worked (the PostgreSQL fsync lesson). Reopening runs recovery from what is on disk.

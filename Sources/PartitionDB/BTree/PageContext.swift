@@ -58,9 +58,12 @@ final class WriteContext: PageContext {
 
     var pageSize: Int { header.pageSize }
 
-    /// All changed pages, the header included.
-    func pagesForCommit() -> [(PageNumber, Page)] {
+    /// All changed pages, the header included, handed over: the context lets go of them, so
+    /// the commit seals each page in place instead of copying it (a bulk load's pages would
+    /// otherwise be in memory twice).
+    func takePagesForCommit() -> [(PageNumber, Page)] {
         var pages = dirty.entries.map { (PageNumber($0.0), $0.1) }
+        dirty = PageMap()
         pages.append((.header, header.encode()))
         return pages
     }

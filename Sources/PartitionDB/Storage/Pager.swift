@@ -306,14 +306,14 @@ final class Pager: @unchecked Sendable {
     // MARK: Committing
 
     /// Appends a commit to the log and makes it the newest snapshot. `pages` must include page 0.
-    func commit(_ pages: [(PageNumber, Page)], header: PartitionHeader, durability: Durability) throws {
-        var sealed: [(PageNumber, Page)] = []
-        sealed.reserveCapacity(pages.count)
-        for (number, var page) in pages {
-            precondition(page.size == pageSize, "dirty page of the wrong size")
-            precondition(number.rawValue < header.pageCount, "dirty page beyond the page count")
-            page.seal(number: number)
-            sealed.append((number, page))
+    func commit(_ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability) throws {
+        // Sealed in place: the caller hands the pages over, so each is uniquely referenced and
+        // sealing does not copy it.
+        var sealed = pages
+        for i in sealed.indices {
+            precondition(sealed[i].1.size == pageSize, "dirty page of the wrong size")
+            precondition(sealed[i].0.rawValue < header.pageCount, "dirty page beyond the page count")
+            sealed[i].1.seal(number: sealed[i].0)
         }
         sealed.sort { $0.0 < $1.0 }
         precondition(sealed.first?.0 == .header, "a commit must write the header page")

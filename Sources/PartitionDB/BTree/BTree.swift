@@ -58,6 +58,18 @@ enum BTree {
         return (path, number, page)
     }
 
+    /// The path to the leaf for `key`, the leaf, the index for `key` in it, and what the leaf holds
+    /// there when the key is present. The leaf's page value does not outlive this call: a copy
+    /// kept while the caller modifies the leaf would make every change copy the whole page.
+    @inline(never)
+    private static func locate(_ key: [UInt8], root: PageNumber, in context: WriteContext) throws -> (
+        Path, PageNumber, Int, RemovedRecord?
+    ) {
+        let (path, number, leaf) = try descend(key, root: root, in: context)
+        let (index, found) = leaf.leafSearch(key)
+        return (path, number, index, found ? removedRecord(leaf, index) : nil)
+    }
+
     static func removedRecord(_ leaf: Page, _ index: Int) -> RemovedRecord {
         var removed = RemovedRecord(owner: leaf.leafOwner(index), overflow: nil)
         if case .overflow(let first, let length) = leaf.leafValue(index) { removed.overflow = (first, length) }
@@ -71,11 +83,8 @@ enum BTree {
     static func insert(_ key: [UInt8], cell: [UInt8], root: PageNumber, in context: WriteContext) throws
         -> RemovedRecord?
     {
-        let (path, number, leaf) = try descend(key, root: root, in: context)
-        let (index, found) = leaf.leafSearch(key)
-        var removed: RemovedRecord? = nil
-        if found {
-            removed = removedRecord(leaf, index)
+        let (path, number, index, removed) = try locate(key, root: root, in: context)
+        if removed != nil {
             try context.modify(number) { $0.removeCell(at: index) }
         }
         let fits = try context.modify(number) { $0.insertCell(cell, at: index) }
@@ -220,10 +229,8 @@ enum BTree {
 
     /// Removes `key`; returns what it held, or nil when the key was absent.
     static func delete(_ key: [UInt8], root: PageNumber, in context: WriteContext) throws -> RemovedRecord? {
-        let (path, number, leaf) = try descend(key, root: root, in: context)
-        let (index, found) = leaf.leafSearch(key)
-        guard found else { return nil }
-        let removed = removedRecord(leaf, index)
+        let (path, number, index, found) = try locate(key, root: root, in: context)
+        guard let removed = found else { return nil }
         try context.modify(number) { $0.removeCell(at: index) }
         try rebalance(number, path: path, root: root, in: context)
         return removed

@@ -246,7 +246,7 @@ final class WriteAheadLog {
             raw.storeBytes(of: salt.littleEndian, toByteOffset: 16, as: UInt64.self)
         }
         var crc = header.withUnsafeBytes { CRC32C.update(previous, UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
-        crc = page.bytes.withUnsafeBytes { CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: $0[0..<4])) }
+        crc = page.withUnsafeBytes { CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: $0[0..<4])) }
         header.withUnsafeMutableBytes { $0.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self) }
         buffer.append(contentsOf: header)
         page.withUnsafeBytes { buffer.append(contentsOf: $0) }

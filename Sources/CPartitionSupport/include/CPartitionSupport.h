@@ -1,22 +1,28 @@
-// The few primitives the engine needs that Swift's standard library lacks: atomic byte flags
-// for the pager's lock-free read path, and CRC-32C with the CPU's instruction where there is one.
+// The few primitives the engine needs that Swift's standard library lacks: atomic words and
+// bitmaps for the pager's lock-free read path, and CRC-32C with the CPU's instruction where there is one.
 #ifndef CPARTITIONSUPPORT_H
 #define CPARTITIONSUPPORT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-// Atomic flags: one byte per page, read with acquire and written with release ordering (C11
-// builtins, which ThreadSanitizer understands).
-static inline uint8_t pdb_flag_load(const uint8_t *flags, uint64_t index) {
-    return __atomic_load_n(&flags[index], __ATOMIC_ACQUIRE);
-}
-
-static inline void pdb_flag_store(uint8_t *flags, uint64_t index, uint8_t value) {
-    __atomic_store_n(&flags[index], value, __ATOMIC_RELEASE);
-}
-
+// Atomic 64-bit words, read with acquire and written with release ordering (C11 builtins, which
+// ThreadSanitizer understands).
 static inline uint64_t pdb_u64_load(const uint64_t *value) { return __atomic_load_n(value, __ATOMIC_ACQUIRE); }
+
+// Atomic bitmaps: one bit per page, so the flags of a large partition stay in the CPU's caches
+// (a byte per page would be 8 times larger and miss on every lookup of a big tree).
+static inline int pdb_bit_test(const uint64_t *words, uint64_t index) {
+    return (int)((__atomic_load_n(&words[index >> 6], __ATOMIC_ACQUIRE) >> (index & 63)) & 1);
+}
+
+static inline void pdb_bit_set(uint64_t *words, uint64_t index) {
+    __atomic_fetch_or(&words[index >> 6], (uint64_t)1 << (index & 63), __ATOMIC_RELEASE);
+}
+
+static inline void pdb_bit_clear(uint64_t *words, uint64_t index) {
+    __atomic_fetch_and(&words[index >> 6], ~((uint64_t)1 << (index & 63)), __ATOMIC_RELEASE);
+}
 
 static inline void pdb_u64_store(uint64_t *value, uint64_t newValue) {
     __atomic_store_n(value, newValue, __ATOMIC_RELEASE);

@@ -18,11 +18,12 @@ import CPartitionSupport
 ///
 /// Pages of the partition file are read through a read-only shared mapping when the file system
 /// offers one: no copy, no system call and no lock. Pages with a frame in the log are taken from
-/// `FrameImages`, the commits' own page images kept in memory, also without a lock: an atomic
-/// entry per page names its newest frame in the current generation, and only a reader whose
-/// snapshot ends before that frame needs the locked index lookup. `verified` flags say which
-/// mapped pages have passed their checksum since they were last written, so each is checked once
-/// when first read from disk, like a page entering a cache.
+/// `FrameImages`, the commits' own page images kept in memory, also without a lock: a bit per
+/// page says whether the page has a frame in the current generation, an atomic entry per page
+/// names its newest frame, and only a reader whose snapshot ends before that frame needs the
+/// locked index lookup. `verified` bits say which mapped pages have passed their checksum since
+/// they were last written, so each is checked once when first read from disk, like a page
+/// entering a cache.
 final class Pager: @unchecked Sendable {
     struct Snapshot {
         var generation: UInt64
@@ -90,17 +91,20 @@ final class Pager: @unchecked Sendable {
     private let mappingLength: Int
     /// Pages with numbers below this lie inside the mapping.
     private let mappedPages: Int
-    /// Pages with numbers below this have entries in `newestFrames` and `verified`.
+    /// Pages with numbers below this have entries in `newestFrames`, `inLog` and `verified`.
     private let flaggedPages: Int
     /// One entry per page: 0 when the current log generation holds no frame of the page, else
     /// the generation's low 32 bits above the newest frame's number plus one. Set under
     /// `stateLock` before the frame is published; cleared when the log restarts.
     private let newestFrames: UnsafeMutablePointer<UInt64>
+    /// One bit per page: set when `newestFrames` holds an entry, so that the reads of a page
+    /// without one (most, in a large partition) touch a small bitmap and not the entries.
+    private let inLog: UnsafeMutablePointer<UInt64>
     /// The current generation's frame images, and how many frames a generation keeps.
     private var frameImages: FrameImages
     private let keptFrames: Int
-    /// One byte per page: 1 when the mapped page passed `verify` since it was last written.
-    private let verified: UnsafeMutablePointer<UInt8>
+    /// One bit per page: set when the mapped page passed `verify` since it was last written.
+    private let verified: UnsafeMutablePointer<UInt64>
     /// The log generation, readable without the lock; and the number of whole pages the
     /// partition file holds (the mapping must not be touched beyond them).
     private let atomics: UnsafeMutablePointer<UInt64>
@@ -139,7 +143,8 @@ final class Pager: @unchecked Sendable {
         // calloc: large blocks come zeroed from the kernel, page by page on first touch, so
         // entries of pages the partition does not have cost nothing.
         self.newestFrames = calloc(flaggedPages, 8)!.bindMemory(to: UInt64.self, capacity: flaggedPages)
-        self.verified = calloc(flaggedPages, 1)!.bindMemory(to: UInt8.self, capacity: flaggedPages)
+        self.inLog = calloc(flaggedPages / 64 + 1, 8)!.bindMemory(to: UInt64.self, capacity: flaggedPages / 64 + 1)
+        self.verified = calloc(flaggedPages / 64 + 1, 8)!.bindMemory(to: UInt64.self, capacity: flaggedPages / 64 + 1)
         self.atomics = .allocate(capacity: 2)
         atomics.initialize(repeating: 0, count: 2)
         pdb_u64_store(atomics, wal.generation)
@@ -148,6 +153,7 @@ final class Pager: @unchecked Sendable {
         for page in wal.indexedPages where Int(page) < flaggedPages {
             if let frame = wal.latestFrame(of: PageNumber(page), below: wal.frameCount) {
                 pdb_u64_store(newestFrames + Int(page), frameEntry(frame, generation: wal.generation))
+                pdb_bit_set(inLog, UInt64(page))
             }
         }
     }
@@ -159,6 +165,7 @@ final class Pager: @unchecked Sendable {
     deinit {
         if let mapping { mainFile.unmap(mapping, length: mappingLength) }
         free(newestFrames)
+        free(inLog)
         free(verified)
         atomics.deallocate()
     }
@@ -190,7 +197,7 @@ final class Pager: @unchecked Sendable {
     func page(_ number: PageNumber, in snapshot: Snapshot) throws -> Page {
         let n = Int(number.rawValue)
         guard n < flaggedPages else { return try readLocked(number, in: snapshot) }
-        if snapshot.frameLimit > 0 && snapshot.generation == atomicGeneration {
+        if snapshot.frameLimit > 0 && pdb_bit_test(inLog, UInt64(n)) != 0 && snapshot.generation == atomicGeneration {
             let entry = pdb_u64_load(newestFrames + n)
             if entry != 0 && entry >> 32 == snapshot.generation & 0xFFFF_FFFF {
                 // The newest frame is the snapshot's when the snapshot reaches it; else an older
@@ -209,9 +216,9 @@ final class Pager: @unchecked Sendable {
             // No frame of this page is visible to the snapshot (a reader of an older log
             // generation sees the partition file, which held its whole state at the restart).
             let page = Page(mapped: mapping + n * pageSize, size: pageSize)
-            if pdb_flag_load(verified, UInt64(n)) == 0 {
+            if pdb_bit_test(verified, UInt64(n)) == 0 {
                 try Pager.verify(page, number: number, file: mainFile.path)
-                pdb_flag_store(verified, UInt64(n), 1)
+                pdb_bit_set(verified, UInt64(n))
             }
             return page
         }
@@ -326,6 +333,7 @@ final class Pager: @unchecked Sendable {
                 if frame >= frameImages.capacity { cache.frames.insert(page, UInt32(frame)) }
                 if Int(number.rawValue) < flaggedPages {
                     pdb_u64_store(newestFrames + Int(number.rawValue), frameEntry(frame, generation: wal.generation))
+                    pdb_bit_set(inLog, UInt64(number.rawValue))
                 }
             }
             wal.publish(pages: sealed.map { $0.0 }, lsn: header.lastLSN, synced: durability == .durable)
@@ -386,7 +394,7 @@ final class Pager: @unchecked Sendable {
                     runStart = number.rawValue
                 }
                 page.withUnsafeBytes { run.append(contentsOf: $0) }
-                if Int(number.rawValue) < flaggedPages { pdb_flag_store(verified, UInt64(number.rawValue), 0) }
+                if Int(number.rawValue) < flaggedPages { pdb_bit_clear(verified, UInt64(number.rawValue)) }
             }
             try flush()
             try mainFile.sync()
@@ -400,7 +408,10 @@ final class Pager: @unchecked Sendable {
                 $0.generation != wal.generation || $0.limit == wal.frameCount
             }
             guard everyReaderIsCurrent else { return false }
-            for page in wal.indexedPages where Int(page) < flaggedPages { pdb_u64_store(newestFrames + Int(page), 0) }
+            for page in wal.indexedPages where Int(page) < flaggedPages {
+                pdb_bit_clear(inLog, UInt64(page))
+                pdb_u64_store(newestFrames + Int(page), 0)
+            }
             wal.restart()
             pdb_u64_store(atomics, wal.generation)
             cache.frames = TwoGenerationCache(capacity: cache.frames.capacity)

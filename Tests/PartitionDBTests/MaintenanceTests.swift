@@ -36,6 +36,33 @@ final class MaintenanceTests: XCTestCase {
         }
     }
 
+    /// After a transaction larger than 64 MiB, the restarted log is cut back to its first 4 MiB
+    /// (not to nothing), so the small commits after it overwrite allocated blocks; the data and
+    /// the file's checks are unaffected, and closing empties the log.
+    func testLargeLogIsCutBackToItsFirstSteps() throws {
+        let (db, path) = try makeDatabase()
+        let p = try db.createPartition("p")
+        let log = path + "/p.pdb-log"
+        let big = (0..<1_048_576).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try p.write { tx in
+            for i in 0..<70 { try tx.put("t", bytes("big\(i)"), big, owner: try SubjectID("s1")) }
+        }
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: log)[.size] as? UInt64)
+        XCTAssertEqual(size, WriteAheadLog.growthStep, "the log after the checkpoint of a 70 MiB commit")
+        try p.write { tx in try tx.put("t", bytes("small"), bytes("value"), owner: try SubjectID("s1")) }
+        let after = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: log)[.size] as? UInt64)
+        XCTAssertEqual(after, WriteAheadLog.growthStep, "a small commit reuses the kept blocks")
+        XCTAssertTrue(try p.check().isClean)
+        try db.close()
+        XCTAssertEqual(try XCTUnwrap(FileManager.default.attributesOfItem(atPath: log)[.size] as? UInt64), 0)
+        let reopened = try Database.open(at: path, region: eu)
+        try reopened.partition("p").read { tx in
+            XCTAssertEqual(try tx.get("t", bytes("big69")), big)
+            XCTAssertEqual(try tx.get("t", bytes("small")), bytes("value"))
+        }
+        try reopened.close()
+    }
+
     func testFreePagesAreReusedSoRewritesDoNotGrowTheFile() throws {
         let (db, _) = try makeDatabase()
         let p = try db.createPartition("p")

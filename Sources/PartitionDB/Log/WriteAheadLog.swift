@@ -214,10 +214,12 @@ final class WriteAheadLog {
         allocatedSize = target
     }
 
-    /// Empties the log file (after a restart, when it has grown large).
-    func truncate() throws {
-        try file.truncate(to: 0)
-        allocatedSize = 0
+    /// Shortens the log file to `length` bytes (after a restart, when it has grown large). The
+    /// bytes kept are old frames, invalid under the next header's new salt, and stay allocated,
+    /// so the small commits that follow overwrite blocks instead of growing the file again.
+    func truncate(keeping length: UInt64 = 0) throws {
+        try file.truncate(to: length)
+        allocatedSize = min(allocatedSize, length)
     }
 
     func encodeHeader() -> [UInt8] {

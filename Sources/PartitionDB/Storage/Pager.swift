@@ -422,7 +422,7 @@ final class Pager: @unchecked Sendable {
             return true
         }
         if restarted, try wal.file.size() > truncateLimit {
-            try wal.truncate()
+            try wal.truncate(keeping: min(truncateLimit, WriteAheadLog.growthStep))
         }
         return restarted
     }

@@ -27,21 +27,22 @@ format:
 	$(SWIFT) format format -i -r Sources Tests
 
 # PartitionDB against SQLite and LMDB (Benchmarks/README.md): a separate package, built in release
-# mode, each engine in a process of its own. Never run by CI or the tests.
+# mode, each engine in a process of its own, three rounds with each row the median. Never run by
+# CI or the tests.
 BENCH_ARGS ?=
 BENCH_BUILD = $(SWIFT) build -c release --package-path Benchmarks
 
 bench: deps
 	@./Benchmarks/install-deps.sh
 	$(BENCH_BUILD)
-	"$$($(BENCH_BUILD) --show-bin-path)/partitiondb-bench" --engine all --records 1000000 \
+	"$$($(BENCH_BUILD) --show-bin-path)/partitiondb-bench" --engine all --records 1000000 --runs 3 \
 		--output Benchmarks/results/latest.json $(BENCH_ARGS)
 
 # The same with 100,000 records, in under two minutes once built: for checking a change.
 bench-quick: deps
 	@./Benchmarks/install-deps.sh
 	$(BENCH_BUILD)
-	"$$($(BENCH_BUILD) --show-bin-path)/partitiondb-bench" --engine all --records 100000 \
+	"$$($(BENCH_BUILD) --show-bin-path)/partitiondb-bench" --engine all --records 100000 --runs 3 \
 		--output Benchmarks/results/latest.json $(BENCH_ARGS)
 
 # Issue 3's reliability harness (spec/testing.md): simulated power loss, real process kills, I/O

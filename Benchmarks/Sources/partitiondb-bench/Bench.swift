@@ -10,7 +10,7 @@
 struct Bench {
     static let usage = """
         usage: partitiondb-bench [--engine partitiondb|sqlite|lmdb|all] [--records N] [--dir PATH]
-                                 [--output FILE] [--seed S]
+                                 [--output FILE] [--seed S] [--runs R]
 
           --engine E     the engine to run (default all: each engine in a child process of its own,
                          so its peak memory is its own)
@@ -20,6 +20,8 @@ struct Bench {
           --output FILE  the JSON results (default with --engine all: Benchmarks/results/latest.json;
                          with one engine: none unless given)
           --seed S       the seed of the keys and values (default 3)
+          --runs R       with all engines: R rounds, each running every engine once in turn; each
+                         row reports the median of its R measurements (default 1)
 
         The Markdown table goes to stdout, progress to stderr.
         """
@@ -50,33 +52,44 @@ struct Bench {
         }
 
         var report = Report(machine: .current(), workload: workload, results: [:])
+        report.runs = options.engine == nil ? options.runs : 1
         var failures: [BenchError] = []
         if let kind = options.engine {
             report.results[kind] = try Runner(workload: workload, kind: kind, directory: engineDirectory(options, kind))
                 .run()
         } else {
             let executable = currentExecutable()
-            for kind in EngineKind.allCases {
-                let rowPath = options.directory + "/\(kind.rawValue).rows.jsonl"
-                try? removeTree(rowPath)
-                let status = try runChild(
-                    executable,
-                    [
-                        "--engine", kind.rawValue, "--records", "\(options.records)", "--dir", options.directory,
-                        "--seed", "\(options.seed)", "--json-row-output", rowPath,
-                    ])
-                guard status == 0 else {
-                    failures.append(.child(engine: kind.title, status: status))
-                    continue
+            // Rounds rather than one engine's runs back to back, so that a slow spell of the
+            // machine falls on every engine alike.
+            var runs: [EngineKind: [EngineResults]] = [:]
+            for round in 1...options.runs {
+                if options.runs > 1 { printError("round \(round) of \(options.runs)\n") }
+                for kind in EngineKind.allCases {
+                    let rowPath = options.directory + "/\(kind.rawValue).rows.jsonl"
+                    try? removeTree(rowPath)
+                    let status = try runChild(
+                        executable,
+                        [
+                            "--engine", kind.rawValue, "--records", "\(options.records)", "--dir", options.directory,
+                            "--seed", "\(options.seed)", "--json-row-output", rowPath,
+                        ])
+                    guard status == 0 else {
+                        failures.append(.child(engine: kind.title, status: status))
+                        continue
+                    }
+                    runs[kind, default: []].append(try RowFile.decode(try readTextFile(rowPath), path: rowPath))
+                    try removeTree(rowPath)
                 }
-                report.results[kind] = try RowFile.decode(try readTextFile(rowPath), path: rowPath)
-                try removeTree(rowPath)
+            }
+            for (kind, results) in runs where results.count == options.runs {
+                report.results[kind] = medians(results)
             }
         }
 
         print(
             "PartitionDB benchmark: \(grouped(options.records)) records (\(Workload.keySize)-byte keys, "
-                + "\(Workload.valueSize)-byte values, seed \(options.seed)), every commit durable.")
+                + "\(Workload.valueSize)-byte values, seed \(options.seed)), every commit durable"
+                + (options.runs > 1 ? "; each row the median of \(options.runs) runs." : "."))
         print(
             "Machine: \(report.machine.summary); SQLite \(report.machine.sqliteVersion), "
                 + "LMDB \(report.machine.lmdbVersion).\n")
@@ -92,6 +105,18 @@ struct Bench {
             try writeTextFile(output, report.json())
             printError("results written to \(output)\n")
         }
+    }
+
+    /// Each row's median over `runs` (the mean of the middle two for an even count).
+    static func medians(_ runs: [EngineResults]) -> EngineResults {
+        var result: EngineResults = [:]
+        for row in Row.allCases {
+            let values = runs.compactMap { $0[row] }.sorted()
+            guard !values.isEmpty else { continue }
+            let middle = values.count / 2
+            result[row] = values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2
+        }
+        return result
     }
 
     static func engineDirectory(_ options: BenchOptions, _ kind: EngineKind) -> String {
@@ -114,6 +139,8 @@ struct BenchOptions {
     var directory = "/tmp/partitiondb-bench"
     var output: String? = nil
     var seed = Workload.defaultSeed
+    /// Rounds of an `all` run; each row reports its median.
+    var runs = 1
     /// Set only in the child processes of an `all` run.
     var rowOutput: String? = nil
     var help = false
@@ -163,6 +190,12 @@ struct BenchOptions {
                     throw BenchError.usage("--seed takes a whole number, not \(text)")
                 }
                 options.seed = seed
+            case "--runs":
+                let text = try value()
+                guard let runs = Int(text), runs >= 1, runs <= 99 else {
+                    throw BenchError.usage("--runs takes a whole number from 1 to 99, not \(text)")
+                }
+                options.runs = runs
             case "--json-row-output": options.rowOutput = try value()
             case "--help", "-h": options.help = true
             default: throw BenchError.usage("unknown argument \(argument)")

@@ -9,6 +9,8 @@ struct Report {
     var machine: Machine
     var workload: Workload
     var results: [EngineKind: EngineResults]
+    /// How many runs each row is the median of.
+    var runs = 1
 
     // MARK: Markdown
 
@@ -88,6 +90,7 @@ struct Report {
             ("range_length", "\(Workload.rangeLength)"),
             ("removals", "\(workload.records / 2)"),
             ("read_threads", "[1, 2]"),
+            ("runs", "\(runs)"),
         ]
         text += parameters.map { "    \(jsonString($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n  },\n"
         text += "  \"rows\": [\n"

@@ -8,24 +8,9 @@ struct Del: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var target: TableArguments
 
-    @Argument(help: "The partition.")
-    var partition: String
-
-    @Argument(help: "The table.")
-    var table: String
-
-    @Argument(help: "The key (UTF-8 text, or base64 with --key-b64).")
-    var key: String
-
-    @Flag(help: "KEY is base64.")
-    var keyB64 = false
-
-    func validate() throws {
-        _ = try Parse.bytes(key, base64: keyB64, what: "KEY")
-    }
+    @OptionGroup var key: KeyArgument
 
     struct Report: Encodable {
         var deleted: Bool
@@ -33,12 +18,13 @@ struct Del: PDBCommand {
     }
 
     func execute() throws {
-        let keyBytes = try Parse.bytes(key, base64: keyB64, what: "KEY")
-        let lsn = try Session.withDatabase(directory) { database, _ in
-            try database.partition(partition).write { tx in
+        let keyBytes = try key.bytes()
+        let lsn = try Session.withDatabase(target.directory) { database, _ in
+            try database.partition(target.partition).write { tx in
                 // Throwing rolls the transaction back, so a miss does not spend an LSN.
-                guard try tx.delete(table, keyBytes) else {
-                    throw CLIError.notFound("table \(table) of partition \(partition) has no record under that key")
+                guard try tx.delete(target.table, keyBytes) else {
+                    throw CLIError.notFound(
+                        "table \(target.table) of partition \(target.partition) has no record under that key")
                 }
                 return tx.lsn
             }

@@ -8,35 +8,21 @@ struct Get: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var target: TableArguments
 
-    @Argument(help: "The partition.")
-    var partition: String
-
-    @Argument(help: "The table.")
-    var table: String
-
-    @Argument(help: "The key (UTF-8 text, or base64 with --key-b64).")
-    var key: String
-
-    @Flag(help: "KEY is base64.")
-    var keyB64 = false
-
-    func validate() throws {
-        _ = try Parse.bytes(key, base64: keyB64, what: "KEY")
-    }
+    @OptionGroup var key: KeyArgument
 
     func execute() throws {
-        let keyBytes = try Parse.bytes(key, base64: keyB64, what: "KEY")
-        let record = try Session.withDatabase(directory) { database, _ in
-            try database.partition(partition).read { try $0.record(table, keyBytes) }
+        let keyBytes = try key.bytes()
+        let record = try Session.withDatabase(target.directory) { database, _ in
+            try database.partition(target.partition).read { try $0.record(target.table, keyBytes) }
         }
         guard let record else {
-            throw CLIError.notFound("table \(table) of partition \(partition) has no record under that key")
+            throw CLIError.notFound(
+                "table \(target.table) of partition \(target.partition) has no record under that key")
         }
         if json {
-            output.json(RecordLine(table: table, record: record))
+            output.json(RecordLine(table: target.table, record: record))
         } else if let text = Bytes.text(record.value) {
             output.line(text)
         } else {

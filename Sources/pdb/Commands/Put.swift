@@ -13,17 +13,9 @@ struct Put: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var target: TableArguments
 
-    @Argument(help: "The partition.")
-    var partition: String
-
-    @Argument(help: "The table.")
-    var table: String
-
-    @Argument(help: "The key (UTF-8 text, or base64 with --key-b64).")
-    var key: String
+    @OptionGroup var key: KeyArgument
 
     @Argument(help: "The value (UTF-8 text, or base64 with --value-b64).")
     var value: String
@@ -31,14 +23,10 @@ struct Put: PDBCommand {
     @Option(help: "The subject the record is about.")
     var owner: String?
 
-    @Flag(help: "KEY is base64.")
-    var keyB64 = false
-
     @Flag(help: "VALUE is base64.")
     var valueB64 = false
 
     func validate() throws {
-        _ = try Parse.bytes(key, base64: keyB64, what: "KEY")
         _ = try Parse.bytes(value, base64: valueB64, what: "VALUE")
         if let owner { _ = try Parse.subject(owner) }
     }
@@ -48,12 +36,12 @@ struct Put: PDBCommand {
     }
 
     func execute() throws {
-        let keyBytes = try Parse.bytes(key, base64: keyB64, what: "KEY")
+        let keyBytes = try key.bytes()
         let valueBytes = try Parse.bytes(value, base64: valueB64, what: "VALUE")
         let subject = try owner.map { try Parse.subject($0) }
-        let lsn = try Session.withDatabase(directory) { database, _ in
-            try database.partition(partition).write { tx in
-                try tx.put(table, keyBytes, valueBytes, owner: subject)
+        let lsn = try Session.withDatabase(target.directory) { database, _ in
+            try database.partition(target.partition).write { tx in
+                try tx.put(target.table, keyBytes, valueBytes, owner: subject)
                 return tx.lsn
             }
         }

@@ -14,14 +14,7 @@ struct Scan: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
-
-    @Argument(help: "The partition.")
-    var partition: String
-
-    @Argument(help: "The table.")
-    var table: String
+    @OptionGroup var target: TableArguments
 
     @Option(help: "Only keys that start with these bytes.")
     var prefix: String?
@@ -75,13 +68,13 @@ struct Scan: PDBCommand {
         let range = try range()
         let limit = self.limit ?? Int.max
         var count = 0
-        try Session.withDatabase(directory) { database, _ in
-            try database.partition(partition).read { tx in
+        try Session.withDatabase(target.directory) { database, _ in
+            try database.partition(target.partition).read { tx in
                 guard limit > 0 else {
-                    _ = try tx.count(table)  // Still report a missing table.
+                    _ = try tx.count(target.table)  // Still report a missing table.
                     return
                 }
-                try tx.scan(table, range: range, reverse: reverse) { record in
+                try tx.scan(target.table, range: range, reverse: reverse) { record in
                     show(record)
                     count += 1
                     return count < limit
@@ -98,7 +91,7 @@ struct Scan: PDBCommand {
 
     private func show(_ record: Record) {
         if json {
-            output.json(RecordLine(table: table, record: record))
+            output.json(RecordLine(table: target.table, record: record))
         } else {
             let owner = record.owner.map { "  (owner \($0.rawValue))" } ?? ""
             output.line("\(Bytes.display(record.key)) = \(Bytes.display(record.value))\(owner)")

@@ -23,10 +23,14 @@ extension Partition {
             let latest = pager.latestSnapshot.header.lastLSN
             guard lsn < latest else { return [] }
             let commits = pager.retainedCommits()
-            guard let first = commits.first, first.lsn <= lsn.next else {
+            // A commit that wrote pages straight into the partition file (`Options.directWritePages`)
+            // has no complete change set: the stream restarts after it, as after a log restart.
+            let direct = pager.stateLockedNewestDirectCommit()
+            let complete = commits.drop { commit in direct.map { commit.lsn <= $0 } ?? false }
+            guard let first = complete.first, first.lsn <= lsn.next else {
                 throw PartitionDBError.changesNotRetained(
                     partition: name, requestedAfter: lsn.rawValue,
-                    oldestRetained: commits.first?.lsn.rawValue ?? latest.rawValue)
+                    oldestRetained: complete.first?.lsn.rawValue ?? latest.rawValue)
             }
             var result: [ChangeSet] = []
             var start = 0

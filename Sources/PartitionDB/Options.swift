@@ -10,6 +10,14 @@ public struct Options: Sendable {
     /// Log frames that trigger a checkpoint after a commit.
     public var autoCheckpointFrames: Int = 4096
 
+    /// A durable commit that adds at least this many pages beyond the partition's committed end
+    /// writes those pages straight into the partition file (then syncs it) instead of into the
+    /// log, and the log takes only the pages that existed before: a bulk load is written once,
+    /// not once to the log and again at the checkpoint. Such a commit's change set is not
+    /// retained (`changes(after:)` throws `changesNotRetained` for it), as PostgreSQL's
+    /// `wal_level = minimal` does for bulk loads. nil sends every page through the log.
+    public var directWritePages: Int? = 1024
+
     /// Read partition files through a read-only memory mapping (no copies, no system calls, no
     /// locks on the read path). The price, as with LMDB: a disk error while reading a mapped
     /// page stops the process with SIGBUS instead of throwing `PartitionDBError.io`. Set it to

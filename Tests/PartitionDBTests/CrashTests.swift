@@ -23,11 +23,13 @@ final class CrashTests: XCTestCase {
     }
 
     /// Small checkpoint threshold and cache, so short workloads checkpoint, restart the log and
-    /// read pages back from the files.
+    /// read pages back from the files; and commits that add two pages or more write them straight
+    /// into the partition file (`Options.directWritePages`), so both commit paths crash.
     static var options: Options {
         var options = Options()
         options.autoCheckpointFrames = 12
         options.cachePages = 64
+        options.directWritePages = 2
         return options
     }
 

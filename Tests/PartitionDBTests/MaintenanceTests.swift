@@ -157,6 +157,48 @@ final class MaintenanceTests: XCTestCase {
         try db.close()
     }
 
+    /// A commit that adds `directWritePages` pages writes them into the partition file, not the
+    /// log: its data reads back (before and after reopening) and checks clean, and the change
+    /// stream restarts after it, with `changesNotRetained` for anything older.
+    func testLargeCommitsWriteNewPagesStraightIntoThePartitionFile() throws {
+        let path = try temporaryDirectory(self)
+        var options = Options()
+        options.directWritePages = 16
+        let resolver = FixedResolver()
+        for i in 0..<10 { resolver.set("s\(i)", eu) }
+        var db = try Database.create(at: path, region: eu, options: options)
+        db.setResolver(resolver)
+        var p = try db.createPartition("p")
+        try fill(p, from: 0, to: 10)
+        let beforeBulk = p.lastLSN
+        let framesBefore = try p.openPager().wal.frameCount
+        try fill(p, from: 10, to: 3_000)
+        let bulk = p.lastLSN
+        // The bulk commit's new pages (hundreds) are not in the log, only the pages it changed.
+        XCTAssertLessThan(try p.openPager().wal.frameCount - framesBefore, 16)
+        XCTAssertEqual(try contents(p).count, 3_000)
+        XCTAssertTrue(try p.check().isClean)
+        XCTAssertThrowsError(try p.changes(after: beforeBulk)) {
+            guard case .changesNotRetained(_, _, let oldest) = $0 as? PartitionDBError else { return XCTFail("\($0)") }
+            XCTAssertEqual(oldest, bulk.rawValue)
+        }
+        try fill(p, from: 3_000, to: 3_005)
+        XCTAssertEqual(try p.changes(after: bulk).count, 1)
+        // The same commit with the option off goes through the log and has a change set.
+        try db.close()
+        options.directWritePages = nil
+        db = try Database.open(at: path, region: eu, options: options)
+        db.setResolver(resolver)
+        p = try db.partition("p")
+        XCTAssertEqual(try contents(p).count, 3_005)
+        XCTAssertTrue(try p.check().isClean)
+        let beforeLogged = p.lastLSN
+        try fill(p, from: 3_005, to: 6_000)
+        XCTAssertEqual(try p.changes(after: beforeLogged).count, 1)
+        XCTAssertGreaterThan(try p.openPager().wal.frameCount, 100)
+        try db.close()
+    }
+
     func testLimits() throws {
         let (db, _) = try makeDatabase()
         let p = try db.createPartition("p")

@@ -55,6 +55,7 @@ final class ModelTests: XCTestCase {
         var options = Options()
         options.cachePages = 512  // small, so pages really come and go from disk
         options.autoCheckpointFrames = 300
+        options.directWritePages = 8  // larger commits take the direct path
         var db = try Database.create(at: path, region: eu, options: options)
         db.setResolver(resolver)
         var partition = try db.createPartition("p")

@@ -77,6 +77,11 @@ final class Pager: @unchecked Sendable {
     let pageSize: Int
     let cacheCapacity: Int
     let autoCheckpointFrames: Int
+    /// `Options.directWritePages`.
+    let directWritePages: Int?
+    /// The newest commit of the current log generation that wrote pages straight into the
+    /// partition file: change sets up to it are incomplete. Written by the writer under `stateLock`.
+    private(set) var newestDirectCommit: LSN? = nil
 
     /// Protects `latest`, `readers`, `nextReaderID`, `cache`, and the log's index and counters.
     fileprivate let stateLock = Lock()
@@ -111,8 +116,9 @@ final class Pager: @unchecked Sendable {
 
     init(
         fileSystem: any FileSystem, mainFile: any FileHandle, wal: WriteAheadLog, header: PartitionHeader,
-        cacheCapacity: Int, autoCheckpointFrames: Int, mapFile: Bool = true
+        cacheCapacity: Int, autoCheckpointFrames: Int, directWritePages: Int? = nil, mapFile: Bool = true
     ) {
+        self.directWritePages = directWritePages.map { max(1, $0) }
         self.fileSystem = fileSystem
         self.mainFile = mainFile
         self.wal = wal
@@ -338,8 +344,25 @@ final class Pager: @unchecked Sendable {
         }
         sealed.sort { $0.0 < $1.0 }
         precondition(sealed.first?.0 == .header, "a commit must write the header page")
+        // Pages beyond the committed end are read by no snapshot and referenced by no durable
+        // state until this commit is, so they may go straight into the partition file, if they
+        // are on disk before the commit's frames are (only a durable commit orders the two).
+        let committedEnd = latestSnapshot.header.pageCount
+        let firstNew = sealed.firstIndex { $0.0.rawValue >= committedEnd } ?? sealed.count
+        let isDirect =
+            durability == .durable && directWritePages.map { sealed.count - firstNew >= $0 } ?? false
+        if isDirect {
+            try writeToPartitionFile(sealed[firstNew...])
+            try mainFile.sync()
+            stateLock.withLock {
+                for (number, _) in sealed[firstNew...] { cache.mainPages.remove(number.rawValue) }
+            }
+            pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
+            sealed.removeSubrange(firstNew...)
+        }
         try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: durability == .durable)
         stateLock.withLock {
+            if isDirect { newestDirectCommit = header.lastLSN }
             let firstFrame = wal.frameCount
             for (i, (number, page)) in sealed.enumerated() {
                 let frame = firstFrame + i
@@ -381,36 +404,15 @@ final class Pager: @unchecked Sendable {
                 try wal.file.sync()
                 stateLock.withLock { wal.isSynced = true }
             }
-            // Pages with consecutive numbers go out in one write of up to 1 MiB (`frames` is sorted
-            // by page number): a bulk load's new pages are one run, not a system call each.
-            let runLimit = max(pageSize, 1 << 20)
-            var run: [UInt8] = []
-            run.reserveCapacity(runLimit)
-            var runStart: UInt32 = 0
-            func flush() throws {
-                guard !run.isEmpty else { return }
-                try mainFile.write(run, at: UInt64(runStart) * UInt64(pageSize))
-                run.removeAll(keepingCapacity: true)
-            }
-            for (number, frame) in frames {
+            let pages = try frames.map { number, frame in
                 // A cached frame was verified when it was read, or sealed by this process.
                 let cached = stateLock.withLock { frameImages.ownedPage(frame) ?? cache.frames.get(UInt32(frame)) }
-                let page: Page
-                if let cached {
-                    page = cached
-                } else {
-                    page = try wal.readFrame(frame)
-                    try Pager.verify(page, number: number, file: wal.file.path)
-                }
-                let follows = !run.isEmpty && UInt64(runStart) + UInt64(run.count / pageSize) == UInt64(number.rawValue)
-                if !follows || run.count + pageSize > runLimit {
-                    try flush()
-                    runStart = number.rawValue
-                }
-                page.withUnsafeBytes { run.append(contentsOf: $0) }
-                if Int(number.rawValue) < flaggedPages { pdb_bit_clear(verified, UInt64(number.rawValue)) }
+                if let cached { return (number, cached) }
+                let page = try wal.readFrame(frame)
+                try Pager.verify(page, number: number, file: wal.file.path)
+                return (number, page)
             }
-            try flush()
+            try writeToPartitionFile(pages[...])
             try mainFile.sync()
             pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
         }
@@ -427,6 +429,7 @@ final class Pager: @unchecked Sendable {
                 pdb_u64_store(newestFrames + Int(page), 0)
             }
             wal.restart()
+            newestDirectCommit = nil
             pdb_u64_store(atomics, wal.generation)
             cache.frames = TwoGenerationCache(capacity: cache.frames.capacity)
             frameImages = FrameImages(generation: wal.generation, capacity: keptFrames)
@@ -439,6 +442,31 @@ final class Pager: @unchecked Sendable {
             try wal.truncate(keeping: min(truncateLimit, WriteAheadLog.growthStep))
         }
         return restarted
+    }
+
+    /// Writes sealed pages, sorted by number, to their places in the partition file (without
+    /// syncing). Pages with consecutive numbers go out in one write of up to 1 MiB: a bulk load's
+    /// new pages are one run, not a system call each. Clears their `verified` bits.
+    private func writeToPartitionFile(_ pages: ArraySlice<(PageNumber, Page)>) throws {
+        let runLimit = max(pageSize, 1 << 20)
+        var run: [UInt8] = []
+        run.reserveCapacity(min(runLimit, pages.count * pageSize))
+        var runStart: UInt32 = 0
+        func flush() throws {
+            guard !run.isEmpty else { return }
+            try mainFile.write(run, at: UInt64(runStart) * UInt64(pageSize))
+            run.removeAll(keepingCapacity: true)
+        }
+        for (number, page) in pages {
+            let follows = !run.isEmpty && UInt64(runStart) + UInt64(run.count / pageSize) == UInt64(number.rawValue)
+            if !follows || run.count + pageSize > runLimit {
+                try flush()
+                runStart = number.rawValue
+            }
+            page.withUnsafeBytes { run.append(contentsOf: $0) }
+            if Int(number.rawValue) < flaggedPages { pdb_bit_clear(verified, UInt64(number.rawValue)) }
+        }
+        try flush()
     }
 
     /// Checkpoints everything and empties the log; used on close, when no reader is left.
@@ -461,6 +489,10 @@ extension Pager {
 
     func stateLockedCommits() -> [(lsn: LSN, endFrame: Int)] {
         stateLock.withLock { wal.commits }
+    }
+
+    func stateLockedNewestDirectCommit() -> LSN? {
+        stateLock.withLock { newestDirectCommit }
     }
 
     /// `WriteAheadLog.latestFrame`, taken under the state lock (for `check()`).

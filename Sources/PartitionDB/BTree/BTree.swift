@@ -39,17 +39,20 @@ enum BTree {
         return (page, number, index, found)
     }
 
-    private static func descend(_ key: [UInt8], root: PageNumber, in context: PageContext) throws -> (
+    /// The path to the leaf for `key`, and the leaf as a borrowed view (see
+    /// `WriteContext.borrowedNode`): the caller must not keep it across a change.
+    private static func descend(_ key: [UInt8], root: PageNumber, in context: WriteContext) throws -> (
         Path, PageNumber, Page
     ) {
         var path: Path = []
+        path.reserveCapacity(8)
         var number = root
-        var page = try context.node(number)
+        var page = try context.borrowedNode(number)
         while !page.isLeaf {
             let child = page.childIndex(for: key)
             path.append((number, child))
             number = page.branchChild(child)
-            page = try context.node(number)
+            page = try context.borrowedNode(number)
             guard path.count < 64 else {
                 throw PartitionDBError.corruptPage(
                     file: context.path, page: number.rawValue, reason: "tree deeper than 64")

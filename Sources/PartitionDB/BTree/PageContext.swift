@@ -22,7 +22,10 @@ class PageContext {
 
     /// A page that must be a leaf or a branch.
     func node(_ number: PageNumber) throws -> Page {
-        let page = try self.page(number)
+        try checkedNode(self.page(number), number)
+    }
+
+    func checkedNode(_ page: Page, _ number: PageNumber) throws -> Page {
         guard page.kind == PageKind.leaf.rawValue || page.kind == PageKind.branch.rawValue else {
             throw PartitionDBError.corruptPage(
                 file: path, page: number.rawValue, reason: "expected a leaf or branch page")
@@ -40,6 +43,14 @@ final class WriteContext: PageContext {
     override func page(_ number: PageNumber) throws -> Page {
         if let page = dirty[number.rawValue] { return page }
         return try super.page(number)
+    }
+
+    /// Node `number` for reading only, without copying or retaining a page the transaction
+    /// changed: a borrowed view (`Page.borrowed`), valid only until the transaction's next change.
+    /// Descents use it, so a level costs no reference count (a cache miss of its own).
+    func borrowedNode(_ number: PageNumber) throws -> Page {
+        if let view = dirty.borrowedPage(number.rawValue) { return try checkedNode(view, number) }
+        return try super.node(number)
     }
 
     /// Changes page `number` in place, copying it into the transaction first.

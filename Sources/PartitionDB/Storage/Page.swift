@@ -14,16 +14,17 @@ enum PageKind: UInt8 {
 }
 
 /// Memory that one or more `Page` values share until one of them changes it (copy on write).
-final class PageStorage {
-    let pointer: UnsafeMutableRawPointer
-    let size: Int
-
-    init(size: Int) {
-        pointer = .allocate(byteCount: size, alignment: 16)
-        self.size = size
+/// The bytes are allocated inside the object, right after its header, so the reference count
+/// that copy-on-write checks shares a cache line with the page's first bytes (its checksum and
+/// kind, which every read touches first): one cache miss per page, not two.
+final class PageStorage: ManagedBuffer<Int, UInt8> {
+    static func make(size: Int) -> PageStorage {
+        // `create` returns the dynamic class it was called on.
+        unsafeDowncast(PageStorage.create(minimumCapacity: size) { _ in size }, to: PageStorage.self)
     }
 
-    deinit { pointer.deallocate() }
+    /// The bytes; they live as long as the object (elements of a `ManagedBuffer` never move).
+    var pointer: UnsafeMutableRawPointer { UnsafeMutableRawPointer(withUnsafeMutablePointerToElements { $0 }) }
 }
 
 /// One page of a partition file: `pageSize` bytes whose first four hold a CRC-32C of the rest,
@@ -43,7 +44,7 @@ struct Page {
     let size: Int
 
     init(size: Int) {
-        let storage = PageStorage(size: size)
+        let storage = PageStorage.make(size: size)
         storage.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: size)
         self.storage = storage
         self.base = UnsafeRawPointer(storage.pointer)
@@ -51,7 +52,7 @@ struct Page {
     }
 
     init(bytes: [UInt8]) {
-        let storage = PageStorage(size: bytes.count)
+        let storage = PageStorage.make(size: bytes.count)
         bytes.withUnsafeBytes {
             if $0.count > 0 { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
@@ -68,6 +69,10 @@ struct Page {
         self.size = size
     }
 
+    /// A view of the same bytes that does not own them (no reference counting): valid only while
+    /// whatever owns the bytes keeps them unchanged. For reading a page held in a map in place.
+    var borrowed: Page { Page(mapped: base, size: size) }
+
     /// A copy of the bytes.
     var bytes: [UInt8] { Array(UnsafeRawBufferPointer(start: base, count: size)) }
 
@@ -78,7 +83,7 @@ struct Page {
     /// Makes the bytes this value's own before a change.
     @inline(__always) private mutating func makeUnique() -> UnsafeMutableRawPointer {
         if storage != nil && isKnownUniquelyReferenced(&storage) { return storage!.pointer }
-        let copy = PageStorage(size: size)
+        let copy = PageStorage.make(size: size)
         copy.pointer.copyMemory(from: base, byteCount: size)
         storage = copy
         base = UnsafeRawPointer(copy.pointer)

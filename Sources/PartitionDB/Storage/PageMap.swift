@@ -1,10 +1,16 @@
 /// A hash map from page numbers to values: open addressing with linear probing and a
 /// multiplicative hash. Page lookups sit on every hot path, and this avoids the general
 /// `Hasher` (SipHash) that `Dictionary` uses, which cost more than the lookup itself.
+///
+/// Keys and values share one array of slots, so a lookup in a map larger than the caches misses
+/// one cache line, not one in a key array and another in a value array.
 struct PageMap<Value> {
     private static var emptyKey: UInt32 { UInt32.max }
-    private var keys: [UInt32]
-    private var values: [Value?]
+    private struct Slot {
+        var key: UInt32
+        var value: Value?
+    }
+    private var slots: [Slot]
     private(set) var count = 0
     private var mask: Int
     private var shift: UInt32
@@ -12,8 +18,7 @@ struct PageMap<Value> {
     init(capacity: Int = 16) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        keys = [UInt32](repeating: PageMap.emptyKey, count: size)
-        values = [Value?](repeating: nil, count: size)
+        slots = [Slot](repeating: Slot(key: PageMap.emptyKey, value: nil), count: size)
         mask = size - 1
         shift = UInt32(32 - size.trailingZeroBitCount)
     }
@@ -22,16 +27,22 @@ struct PageMap<Value> {
         Int(truncatingIfNeeded: (key &* 0x9E37_79B1) >> shift) & mask
     }
 
+    /// The slot holding `key`, or nil.
+    @inline(__always) private func find(_ key: UInt32) -> Int? {
+        precondition(key != PageMap.emptyKey, "page number 2^32-1 is never used")
+        var i = slot(key)
+        while true {
+            let k = slots[i].key
+            if k == key { return i }
+            if k == PageMap.emptyKey { return nil }
+            i = (i + 1) & mask
+        }
+    }
+
     subscript(key: UInt32) -> Value? {
         get {
-            precondition(key != PageMap.emptyKey, "page number 2^32-1 is never used")
-            var i = slot(key)
-            while true {
-                let k = keys[i]
-                if k == key { return values[i] }
-                if k == PageMap.emptyKey { return nil }
-                i = (i + 1) & mask
-            }
+            guard let i = find(key) else { return nil }
+            return slots[i].value
         }
         set {
             precondition(key != PageMap.emptyKey, "page number 2^32-1 is never used")
@@ -41,58 +52,45 @@ struct PageMap<Value> {
             }
             var i = slot(key)
             while true {
-                let k = keys[i]
+                let k = slots[i].key
                 if k == key {
-                    values[i] = newValue
+                    slots[i].value = newValue
                     return
                 }
                 if k == PageMap.emptyKey { break }
                 i = (i + 1) & mask
             }
-            keys[i] = key
-            values[i] = newValue
+            slots[i] = Slot(key: key, value: newValue)
             count += 1
-            if count * 2 > keys.count { grow() }
+            if count * 2 > slots.count { grow() }
         }
     }
 
     /// Changes the value under `key` in place (no copy of the value), if there is one.
     @inline(__always)
     mutating func modify<T>(_ key: UInt32, _ body: (inout Value) throws -> T) rethrows -> T? {
-        var i = slot(key)
-        while true {
-            let k = keys[i]
-            if k == key { return try body(&values[i]!) }
-            if k == PageMap.emptyKey { return nil }
-            i = (i + 1) & mask
-        }
+        guard let i = find(key) else { return nil }
+        return try body(&slots[i].value!)
     }
 
     private mutating func remove(_ key: UInt32) {
-        var i = slot(key)
-        while keys[i] != key {
-            if keys[i] == PageMap.emptyKey { return }
-            i = (i + 1) & mask
-        }
-        keys[i] = PageMap.emptyKey
-        values[i] = nil
+        guard var i = find(key) else { return }
+        slots[i] = Slot(key: PageMap.emptyKey, value: nil)
         count -= 1
         // Re-insert the rest of the cluster so no lookup stops early at the hole.
-        var j = (i + 1) & mask
-        while keys[j] != PageMap.emptyKey {
-            let k = keys[j]
-            let v = values[j]
-            keys[j] = PageMap.emptyKey
-            values[j] = nil
+        i = (i + 1) & mask
+        while slots[i].key != PageMap.emptyKey {
+            let moved = slots[i]
+            slots[i] = Slot(key: PageMap.emptyKey, value: nil)
             count -= 1
-            self[k] = v
-            j = (j + 1) & mask
+            self[moved.key] = moved.value
+            i = (i + 1) & mask
         }
     }
 
     private mutating func grow() {
-        var bigger = PageMap(capacity: keys.count)
-        for i in keys.indices where keys[i] != PageMap.emptyKey { bigger[keys[i]] = values[i] }
+        var bigger = PageMap(capacity: slots.count)
+        for slot in slots where slot.key != PageMap.emptyKey { bigger[slot.key] = slot.value }
         self = bigger
     }
 
@@ -100,9 +98,19 @@ struct PageMap<Value> {
     var entries: [(UInt32, Value)] {
         var result: [(UInt32, Value)] = []
         result.reserveCapacity(count)
-        for i in keys.indices where keys[i] != PageMap.emptyKey { result.append((keys[i], values[i]!)) }
+        for slot in slots where slot.key != PageMap.emptyKey { result.append((slot.key, slot.value!)) }
         return result
     }
 
-    var allKeys: [UInt32] { keys.filter { $0 != PageMap.emptyKey } }
+    var allKeys: [UInt32] { slots.compactMap { $0.key == PageMap.emptyKey ? nil : $0.key } }
+}
+
+extension PageMap where Value == Page {
+    /// The page under `key` as a borrowed view (`Page.borrowed`): no reference counting, valid
+    /// only until the map or the page changes.
+    @inline(__always)
+    func borrowedPage(_ key: UInt32) -> Page? {
+        guard let i = find(key) else { return nil }
+        return slots.withUnsafeBufferPointer { $0[i].value?.borrowed }
+    }
 }

@@ -328,6 +328,7 @@ public final class Cursor {
         try refresh()
         let leaf = tree.leaf
         let index = tree.index
+        leaf.prefetchCell(index + 1)
         let offset = leaf.cellOffset(index)
         let keyLength = leaf.leafKeyLength(at: offset)
         switch leaf.leafValue(index) {

@@ -63,14 +63,21 @@ final class PartitionDBReader: Reader, @unchecked Sendable {
     let partition: Partition
     let workload: Workload
     let key: UnsafeMutableRawPointer
+    /// The previous key of a range read (the cursor lends a key only inside `withCurrent`), in a
+    /// buffer of the largest key size, as the SQLite reader keeps it.
+    let previous: UnsafeMutableRawPointer
 
     init(partition: Partition, workload: Workload) {
         self.partition = partition
         self.workload = workload
         key = .allocate(byteCount: Workload.keySize, alignment: 8)
+        previous = .allocate(byteCount: WriteTransaction.maxKeySize, alignment: 8)
     }
 
-    deinit { key.deallocate() }
+    deinit {
+        key.deallocate()
+        previous.deallocate()
+    }
 
     func read(_ records: Range<Int>) throws -> ReadTally {
         let workload = self.workload
@@ -104,7 +111,7 @@ final class PartitionDBReader: Reader, @unchecked Sendable {
                 tally.reads += 1
                 workload.writeKey(index, to: self.key)
                 try cursor.seek(key)
-                var previous: [UInt8] = []
+                var previousCount = 0
                 for position in 0..<length {
                     if position > 0 { try cursor.next() }
                     guard cursor.isValid else {
@@ -112,13 +119,12 @@ final class PartitionDBReader: Reader, @unchecked Sendable {
                         break
                     }
                     try cursor.withCurrent { key, value in
-                        previous.withUnsafeBytes { previous in
-                            tally.countRangeEntry(
-                                position, seeking: index, key: key, value: value, previous: previous,
-                                workload: workload)
-                        }
-                        previous.removeAll(keepingCapacity: true)
-                        previous.append(contentsOf: key)
+                        tally.countRangeEntry(
+                            position, seeking: index, key: key, value: value,
+                            previous: UnsafeRawBufferPointer(start: self.previous, count: previousCount),
+                            workload: workload)
+                        previousCount = min(key.count, WriteTransaction.maxKeySize)
+                        if previousCount > 0 { self.previous.copyMemory(from: key.baseAddress!, byteCount: previousCount) }
                     }
                 }
             }

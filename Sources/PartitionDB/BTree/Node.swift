@@ -1,3 +1,5 @@
+import CPartitionSupport
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -145,6 +147,17 @@ extension Page {
     func cellBytes(_ index: Int) -> [UInt8] {
         let offset = cellOffset(index)
         return copyBytes(at: offset, count: cellSize(at: offset))
+    }
+
+    /// Starts loading cell `index` (if there is one) into the CPU's caches without waiting for
+    /// it: a cursor calls it for the next cell while its caller works on the current one, so a
+    /// scan's next step does not wait for memory. Up to 256 bytes from the cell's start, within
+    /// the page; only the slot (near the header, already cached) is read now.
+    func prefetchCell(_ index: Int) {
+        guard index >= 0 && index < cellCount else { return }
+        let offset = cellOffset(index)
+        guard offset < size else { return }
+        pdb_prefetch(base + offset, min(256, size - offset))
     }
 
     // MARK: Search

@@ -124,7 +124,9 @@ final class PartitionDBReader: Reader, @unchecked Sendable {
                             previous: UnsafeRawBufferPointer(start: self.previous, count: previousCount),
                             workload: workload)
                         previousCount = min(key.count, WriteTransaction.maxKeySize)
-                        if previousCount > 0 { self.previous.copyMemory(from: key.baseAddress!, byteCount: previousCount) }
+                        if previousCount > 0 {
+                            self.previous.copyMemory(from: key.baseAddress!, byteCount: previousCount)
+                        }
                     }
                 }
             }

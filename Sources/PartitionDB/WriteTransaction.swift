@@ -57,8 +57,19 @@ public final class WriteTransaction: ReadTransaction {
     /// records have no owner. A refused record throws before anything is written, and the
     /// transaction can go on. The table is created if it does not exist.
     public func put(_ table: String, _ key: [UInt8], _ value: [UInt8], owner: SubjectID? = nil) throws {
+        try key.withUnsafeBytes { key in
+            try value.withUnsafeBytes { value in try put(table, key, value, owner: owner) }
+        }
+    }
+
+    /// `put(_:_:_:owner:)` for a key and value in buffers the caller owns (LMDB's `MDB_val`
+    /// style): nothing is allocated per record on the way into the page. The buffers are read
+    /// before the call returns and not kept.
+    public func put(
+        _ table: String, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, owner: SubjectID? = nil
+    ) throws {
         checkOpen()
-        try validate(key: key, value: value)
+        try validate(keySize: key.count, valueSize: value.count)
         try partition.checkResidency(owner: owner)
         if try tableState(table) == nil { try createTable(table) }
         try changing { try putUnchecked(table, key, value, owner: owner.map { Array($0.rawValue.utf8) } ?? []) }
@@ -66,24 +77,33 @@ public final class WriteTransaction: ReadTransaction {
 
     /// The write path after the residency check: used by `put` and by compaction's copy.
     func putUnchecked(_ table: String, _ key: [UInt8], _ value: [UInt8], owner: [UInt8]) throws {
+        try key.withUnsafeBytes { key in
+            try value.withUnsafeBytes { value in try putUnchecked(table, key, value, owner: owner) }
+        }
+    }
+
+    func putUnchecked(_ table: String, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, owner: [UInt8])
+        throws
+    {
         guard let state = try tableState(table) else {
             throw PartitionDBError.noSuchTable(partition: partition.name, table: table)
         }
         let info = state.info
         let ctx = writeContext
         let inlineSize = NodeLayout.leafCellHeader + key.count + owner.count + value.count
-        let cell: [UInt8]
-        if inlineSize <= NodeLayout.maxCell(pageSize: ctx.pageSize) {
-            cell = Page.leafCell(key: key, owner: owner, value: value, overflow: nil)
-        } else {
-            let first = try ctx.writeOverflow(value)
-            cell = Page.leafCell(key: key, owner: owner, value: nil, overflow: (first, value.count))
+        var overflow: (PageNumber, Int)? = nil
+        if inlineSize > NodeLayout.maxCell(pageSize: ctx.pageSize) {
+            overflow = (try ctx.writeOverflow(value), value.count)
         }
-        let removed = try BTree.insert(key, cell: cell, root: info.root, in: ctx)
+        let removed = try owner.withUnsafeBytes { ownerBytes in
+            try Page.withLeafCell(key: key, owner: ownerBytes, value: value, overflow: overflow) { cell in
+                try BTree.insert(key, cell: cell, root: info.root, in: ctx)
+            }
+        }
         if let removed {
             if let overflow = removed.overflow { try ctx.freeOverflow(first: overflow.first, length: overflow.length) }
             if removed.owner != owner && !removed.owner.isEmpty {
-                let old = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: key)
+                let old = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: Array(key))
                 _ = try BTree.delete(old, root: ctx.header.ownerIndexRoot, in: ctx)
             }
         } else {
@@ -91,7 +111,7 @@ public final class WriteTransaction: ReadTransaction {
             state.changed = true
         }
         if !owner.isEmpty && removed?.owner != owner {
-            let indexKey = OwnerIndexKey.make(owner: owner, tableID: info.id, key: key)
+            let indexKey = OwnerIndexKey.make(owner: owner, tableID: info.id, key: Array(key))
             let indexCell = Page.leafCell(key: indexKey, owner: [], value: [], overflow: nil)
             try BTree.insert(indexKey, cell: indexCell, root: ctx.header.ownerIndexRoot, in: ctx)
         }
@@ -100,6 +120,12 @@ public final class WriteTransaction: ReadTransaction {
     /// Removes the record under `key`. Returns whether it existed.
     @discardableResult
     public func delete(_ table: String, _ key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { try delete(table, $0) }
+    }
+
+    /// `delete(_:_:)` for a key in a buffer the caller owns.
+    @discardableResult
+    public func delete(_ table: String, _ key: UnsafeRawBufferPointer) throws -> Bool {
         checkOpen()
         guard let state = try tableState(table) else { return false }
         let info = state.info
@@ -108,7 +134,7 @@ public final class WriteTransaction: ReadTransaction {
             guard let removed = try BTree.delete(key, root: info.root, in: ctx) else { return false }
             if let overflow = removed.overflow { try ctx.freeOverflow(first: overflow.first, length: overflow.length) }
             if !removed.owner.isEmpty {
-                let indexKey = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: key)
+                let indexKey = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: Array(key))
                 _ = try BTree.delete(indexKey, root: ctx.header.ownerIndexRoot, in: ctx)
             }
             state.info.count -= 1
@@ -117,13 +143,13 @@ public final class WriteTransaction: ReadTransaction {
         }
     }
 
-    private func validate(key: [UInt8], value: [UInt8]) throws {
-        guard !key.isEmpty else { throw PartitionDBError.keyEmpty }
-        guard key.count <= WriteTransaction.maxKeySize else {
-            throw PartitionDBError.keyTooLarge(size: key.count, limit: WriteTransaction.maxKeySize)
+    private func validate(keySize: Int, valueSize: Int) throws {
+        guard keySize > 0 else { throw PartitionDBError.keyEmpty }
+        guard keySize <= WriteTransaction.maxKeySize else {
+            throw PartitionDBError.keyTooLarge(size: keySize, limit: WriteTransaction.maxKeySize)
         }
-        guard value.count <= WriteTransaction.maxValueSize else {
-            throw PartitionDBError.valueTooLarge(size: value.count, limit: WriteTransaction.maxValueSize)
+        guard valueSize <= WriteTransaction.maxValueSize else {
+            throw PartitionDBError.valueTooLarge(size: valueSize, limit: WriteTransaction.maxValueSize)
         }
     }
 

@@ -103,6 +103,44 @@ final class PartitionTests: XCTestCase {
         }
         try db.close()
     }
+
+    /// `put` and `delete` with buffers do what the array forms do: two tables written the two
+    /// ways (inline and overflow values, replacements, deletions of present and absent keys,
+    /// an empty key refused) end with the same records and counts.
+    func testWritesWithBuffersMatchArrayWrites() throws {
+        let (db, _, _) = try makeDatabase()
+        let p = try db.globalPartition()
+        var random = SeededGenerator(seed: 77)
+        try p.write { tx in
+            for i in 0..<4000 {
+                let key = bytes(String(format: "%06d", Int.random(in: 0..<1500, using: &random)))
+                let value = [UInt8](repeating: UInt8(i & 0xFF), count: i % 97 == 0 ? 9_000 : i % 200)
+                if i % 5 == 4 {
+                    let viaArray = try tx.delete("arrays", key)
+                    let viaBuffer = try key.withUnsafeBytes { try tx.delete("buffers", $0) }
+                    XCTAssertEqual(viaArray, viaBuffer)
+                } else {
+                    try tx.put("arrays", key, value)
+                    try key.withUnsafeBytes { key in
+                        try value.withUnsafeBytes { value in try tx.put("buffers", key, value) }
+                    }
+                }
+            }
+            XCTAssertThrowsError(try [UInt8]().withUnsafeBytes { try tx.put("buffers", $0, $0) }) {
+                XCTAssertEqual($0 as? PartitionDBError, .keyEmpty)
+            }
+        }
+        try p.read { tx in
+            var arrays: [Record] = []
+            var buffers: [Record] = []
+            try tx.scan("arrays") { arrays.append($0); return true }
+            try tx.scan("buffers") { buffers.append($0); return true }
+            XCTAssertEqual(arrays, buffers)
+            XCTAssertEqual(try tx.count("arrays"), try tx.count("buffers"))
+        }
+        XCTAssertTrue(try p.check().isClean)
+        try db.close()
+    }
 }
 
 final class HandleTests: XCTestCase {

@@ -18,12 +18,23 @@ final class PartitionDBEngine: Engine {
         _ = try partition.write(durability: .durable) { tx in try tx.createTable(PartitionDBEngine.table) }
     }
 
+    /// Keys and values are written into one buffer each and passed as buffers, as the LMDB
+    /// engine does with its `MDB_val`s.
     func insert(_ records: Range<Int>) throws {
         let workload = self.workload
+        let key = UnsafeMutableRawPointer.allocate(byteCount: Workload.keySize, alignment: 8)
+        let value = UnsafeMutableRawPointer.allocate(byteCount: Workload.valueSize, alignment: 8)
+        defer {
+            key.deallocate()
+            value.deallocate()
+        }
+        let keyBuffer = UnsafeRawBufferPointer(start: key, count: Workload.keySize)
+        let valueBuffer = UnsafeRawBufferPointer(start: value, count: Workload.valueSize)
         try partition.write(durability: .durable) { tx in
             for index in records {
-                let key = workload.key(index)
-                try tx.put(PartitionDBEngine.table, key, workload.value(forKey: key))
+                workload.writeKey(index, to: key)
+                workload.writeValue(forKey: key, to: value)
+                try tx.put(PartitionDBEngine.table, keyBuffer, valueBuffer)
             }
         }
     }
@@ -38,10 +49,14 @@ final class PartitionDBEngine: Engine {
 
     func remove(_ records: Range<Int>) throws -> Int {
         let workload = self.workload
+        let key = UnsafeMutableRawPointer.allocate(byteCount: Workload.keySize, alignment: 8)
+        defer { key.deallocate() }
+        let keyBuffer = UnsafeRawBufferPointer(start: key, count: Workload.keySize)
         return try partition.write(durability: .durable) { tx in
             var removed = 0
-            for index in records where try tx.delete(PartitionDBEngine.table, workload.key(index)) {
-                removed += 1
+            for index in records {
+                workload.writeKey(index, to: key)
+                if try tx.delete(PartitionDBEngine.table, keyBuffer) { removed += 1 }
             }
             return removed
         }

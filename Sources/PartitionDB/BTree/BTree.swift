@@ -41,11 +41,11 @@ enum BTree {
 
     /// The path to the leaf for `key`, and the leaf as a borrowed view (see
     /// `WriteContext.borrowedNode`): the caller must not keep it across a change.
-    private static func descend(_ key: [UInt8], root: PageNumber, in context: WriteContext) throws -> (
+    private static func descend(_ key: UnsafeRawBufferPointer, root: PageNumber, in context: WriteContext) throws -> (
         Path, PageNumber, Page
     ) {
-        var path: Path = []
-        path.reserveCapacity(8)
+        // The context's spare array: no allocation (and no generic-metadata lookup) per descent.
+        var path = context.takeSparePath()
         var number = root
         var page = try context.borrowedNode(number)
         while !page.isLeaf {
@@ -65,7 +65,7 @@ enum BTree {
     /// there when the key is present. The leaf's page value does not outlive this call: a copy
     /// kept while the caller modifies the leaf would make every change copy the whole page.
     @inline(never)
-    private static func locate(_ key: [UInt8], root: PageNumber, in context: WriteContext) throws -> (
+    private static func locate(_ key: UnsafeRawBufferPointer, root: PageNumber, in context: WriteContext) throws -> (
         Path, PageNumber, Int, RemovedRecord?
     ) {
         let (path, number, leaf) = try descend(key, root: root, in: context)
@@ -86,14 +86,24 @@ enum BTree {
     static func insert(_ key: [UInt8], cell: [UInt8], root: PageNumber, in context: WriteContext) throws
         -> RemovedRecord?
     {
+        try key.withUnsafeBytes { key in
+            try cell.withUnsafeBytes { cell in try insert(key, cell: cell, root: root, in: context) }
+        }
+    }
+
+    @discardableResult
+    static func insert(
+        _ key: UnsafeRawBufferPointer, cell: UnsafeRawBufferPointer, root: PageNumber, in context: WriteContext
+    ) throws -> RemovedRecord? {
         let (path, number, index, removed) = try locate(key, root: root, in: context)
+        defer { context.recyclePath(path) }
         if removed != nil {
             try context.modify(number) { $0.removeCell(at: index) }
         }
         let fits = try context.modify(number) { $0.insertCell(cell, at: index) }
         if !fits {
             var cells = try context.page(number).allCells
-            cells.insert(cell, at: index)
+            cells.insert(Array(cell), at: index)
             try split(number, cells: cells, link: .none, path: path, in: context, appending: index == cells.count - 1)
         }
         return removed
@@ -232,7 +242,14 @@ enum BTree {
 
     /// Removes `key`; returns what it held, or nil when the key was absent.
     static func delete(_ key: [UInt8], root: PageNumber, in context: WriteContext) throws -> RemovedRecord? {
+        try key.withUnsafeBytes { try delete($0, root: root, in: context) }
+    }
+
+    static func delete(_ key: UnsafeRawBufferPointer, root: PageNumber, in context: WriteContext) throws
+        -> RemovedRecord?
+    {
         let (path, number, index, found) = try locate(key, root: root, in: context)
+        defer { context.recyclePath(path) }
         guard let removed = found else { return nil }
         try context.modify(number) { $0.removeCell(at: index) }
         try rebalance(number, path: path, root: root, in: context)

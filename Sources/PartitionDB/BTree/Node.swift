@@ -91,23 +91,44 @@ extension Page {
     }
 
     static func leafCell(key: [UInt8], owner: [UInt8], value: [UInt8]?, overflow: (PageNumber, Int)?) -> [UInt8] {
-        var cell: [UInt8] = []
-        let valueBytes = overflow == nil ? (value?.count ?? 0) : 4
-        cell.reserveCapacity(NodeLayout.leafCellHeader + key.count + owner.count + valueBytes)
-        cell.append(UInt8(key.count & 0xFF))
-        cell.append(UInt8(key.count >> 8))
-        cell.append(UInt8(owner.count))
-        cell.append(overflow == nil ? 0 : 1)
-        let length = UInt32(overflow?.1 ?? value?.count ?? 0)
-        Swift.withUnsafeBytes(of: length.littleEndian) { cell.append(contentsOf: $0) }
-        cell.append(contentsOf: key)
-        cell.append(contentsOf: owner)
-        if let (page, _) = overflow {
-            Swift.withUnsafeBytes(of: page.rawValue.littleEndian) { cell.append(contentsOf: $0) }
-        } else if let value {
-            cell.append(contentsOf: value)
+        key.withUnsafeBytes { key in
+            owner.withUnsafeBytes { owner in
+                (value ?? []).withUnsafeBytes { value in
+                    withLeafCell(key: key, owner: owner, value: value, overflow: overflow) { Array($0) }
+                }
+            }
         }
-        return cell
+    }
+
+    /// Builds the leaf cell for `key` in temporary memory (on the stack when small) and lends it
+    /// to `body`: the write path's cells need no heap allocation. With `overflow`, `value` is
+    /// ignored and the cell points at the chain.
+    static func withLeafCell<T>(
+        key: UnsafeRawBufferPointer, owner: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
+        overflow: (PageNumber, Int)?, _ body: (UnsafeRawBufferPointer) throws -> T
+    ) rethrows -> T {
+        let valueBytes = overflow == nil ? value.count : 4
+        let size = NodeLayout.leafCellHeader + key.count + owner.count + valueBytes
+        return try withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { cell in
+            let length = UInt32(overflow?.1 ?? value.count)
+            cell.storeBytes(of: UInt16(key.count).littleEndian, toByteOffset: 0, as: UInt16.self)
+            cell.storeBytes(of: UInt8(owner.count), toByteOffset: 2, as: UInt8.self)
+            cell.storeBytes(of: overflow == nil ? 0 : 1, toByteOffset: 3, as: UInt8.self)
+            cell.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
+            var offset = NodeLayout.leafCellHeader
+            if key.count > 0 { (cell.baseAddress! + offset).copyMemory(from: key.baseAddress!, byteCount: key.count) }
+            offset += key.count
+            if owner.count > 0 {
+                (cell.baseAddress! + offset).copyMemory(from: owner.baseAddress!, byteCount: owner.count)
+            }
+            offset += owner.count
+            if let (page, _) = overflow {
+                cell.storeBytes(of: page.rawValue.littleEndian, toByteOffset: offset, as: UInt32.self)
+            } else if value.count > 0 {
+                (cell.baseAddress! + offset).copyMemory(from: value.baseAddress!, byteCount: value.count)
+            }
+            return try body(UnsafeRawBufferPointer(cell))
+        }
     }
 
     // MARK: Branch cells: child u32, keyLength u16, key. Child i holds keys below key i.
@@ -238,6 +259,10 @@ extension Page {
 
     /// Inserts `cell` as cell `index`; returns false when it does not fit (the caller splits).
     mutating func insertCell(_ cell: [UInt8], at index: Int) -> Bool {
+        cell.withUnsafeBytes { insertCell($0, at: index) }
+    }
+
+    mutating func insertCell(_ cell: UnsafeRawBufferPointer, at index: Int) -> Bool {
         precondition(index >= 0 && index <= cellCount, "insert index out of range")
         let needed = cell.count + 2
         if contiguousFree < needed {

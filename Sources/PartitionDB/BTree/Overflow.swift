@@ -18,13 +18,14 @@ enum OverflowLayout {
 
 extension WriteContext {
     /// Writes `value` into a new chain and returns its first page.
-    func writeOverflow(_ value: [UInt8]) throws -> PageNumber {
+    func writeOverflow(_ raw: UnsafeRawBufferPointer) throws -> PageNumber {
+        let value = raw
         let capacity = OverflowLayout.capacity(pageSize: pageSize)
         let count = OverflowLayout.pageCount(length: value.count, pageSize: pageSize)
         var numbers: [PageNumber] = []
         numbers.reserveCapacity(count)
         for _ in 0..<count { numbers.append(try allocate()) }
-        value.withUnsafeBytes { raw in
+        do {
             for (i, number) in numbers.enumerated() {
                 var page = Page(size: pageSize)
                 page.setU8(4, PageKind.overflow.rawValue)

@@ -37,12 +37,28 @@ class PageContext {
 /// The pages of a write transaction: its own changed copies over the snapshot it started from.
 final class WriteContext: PageContext {
     private(set) var dirty = PageMap<Page>()
+    /// An emptied path array kept for the next descent (`BTree.locate`).
+    private var sparePath: BTree.Path = []
     /// Grows with every change, so cursors know to find their place again.
     private(set) var changeCount = 0
 
     override func page(_ number: PageNumber) throws -> Page {
         if let page = dirty[number.rawValue] { return page }
         return try super.page(number)
+    }
+
+    /// An empty path array with room for a descent, reused from the last one.
+    func takeSparePath() -> BTree.Path {
+        var path: BTree.Path = []
+        swap(&path, &sparePath)
+        path.removeAll(keepingCapacity: true)
+        if path.capacity == 0 { path.reserveCapacity(16) }
+        return path
+    }
+
+    /// Keeps `path`'s storage for the next descent.
+    func recyclePath(_ path: BTree.Path) {
+        sparePath = path
     }
 
     /// Node `number` for reading only, without copying or retaining a page the transaction

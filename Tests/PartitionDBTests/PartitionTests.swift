@@ -133,8 +133,12 @@ final class PartitionTests: XCTestCase {
         try p.read { tx in
             var arrays: [Record] = []
             var buffers: [Record] = []
-            try tx.scan("arrays") { arrays.append($0); return true }
-            try tx.scan("buffers") { buffers.append($0); return true }
+            try tx.scan("arrays") {
+                arrays.append($0); return true
+            }
+            try tx.scan("buffers") {
+                buffers.append($0); return true
+            }
             XCTAssertEqual(arrays, buffers)
             XCTAssertEqual(try tx.count("arrays"), try tx.count("buffers"))
         }

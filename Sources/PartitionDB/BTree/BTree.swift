@@ -144,23 +144,16 @@ enum BTree {
             // The root stays where it is: its halves move to two new pages.
             let left = try context.allocate()
             let right = try context.allocate()
-            var leftPage = Page.emptyNode(kind: kind, size: context.pageSize)
-            leftPage.rebuild(cells: leftCells, link: leftLink)
-            var rightPage = Page.emptyNode(kind: kind, size: context.pageSize)
-            rightPage.rebuild(cells: rightCells, link: rightLink)
-            context.put(left, leftPage)
-            context.put(right, rightPage)
-            var root = Page.emptyNode(kind: .branch, size: context.pageSize)
-            root.rebuild(cells: [Page.branchCell(child: left, key: separator)], link: right)
-            context.put(number, root)
+            context.put(left, Page.node(kind: kind, size: context.pageSize, cells: leftCells, link: leftLink))
+            context.put(right, Page.node(kind: kind, size: context.pageSize, cells: rightCells, link: rightLink))
+            let rootCells = [Page.branchCell(child: left, key: separator)]
+            context.put(number, Page.node(kind: .branch, size: context.pageSize, cells: rootCells, link: right))
             return
         }
 
         try context.modify(number) { $0.rebuild(cells: leftCells, link: leftLink) }
         let right = try context.allocate()
-        var rightPage = Page.emptyNode(kind: kind, size: context.pageSize)
-        rightPage.rebuild(cells: rightCells, link: rightLink)
-        context.put(right, rightPage)
+        context.put(right, Page.node(kind: kind, size: context.pageSize, cells: rightCells, link: rightLink))
 
         var parentPath = path
         let (parent, child) = parentPath.removeLast()

@@ -296,7 +296,15 @@ extension Page {
 
     /// Rewrites the node with `cells` in order, keeping its kind and setting its link.
     mutating func rebuild(cells: [[UInt8]], link: PageNumber) {
-        let kind = self.kind
+        self = Page.node(kind: kind, size: size, cells: cells, link: link)
+    }
+
+    /// A new node of `kind` holding `cells` in order, its unused bytes zero.
+    static func node(kind: PageKind, size: Int, cells: [[UInt8]], link: PageNumber) -> Page {
+        node(kind: kind.rawValue, size: size, cells: cells, link: link)
+    }
+
+    private static func node(kind: UInt8, size: Int, cells: [[UInt8]], link: PageNumber) -> Page {
         var page = Page(size: size)
         page.setU8(NodeLayout.kindOffset, kind)
         page.setU32(NodeLayout.linkOffset, link.rawValue)
@@ -309,7 +317,7 @@ extension Page {
         precondition(end >= NodeLayout.headerSize + 2 * cells.count, "rebuilt node overflows its page")
         page.setU16(NodeLayout.cellCountOffset, UInt16(cells.count))
         page.setU32(NodeLayout.contentStartOffset, UInt32(end))
-        self = page
+        return page
     }
 
     mutating func defragment() {

@@ -26,6 +26,9 @@ package protocol FileHandle: AnyObject, Sendable {
     /// Reads exactly `buffer.count` bytes at `offset` into `buffer`.
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws
+    /// Writes `parts` one after another from `offset`, as one write of their concatenation
+    /// (`pwritev`: the parts are not copied into one buffer first).
+    func write(gathering parts: [UnsafeRawBufferPointer], at offset: UInt64) throws
     func sync() throws
     func size() throws -> UInt64
     func truncate(to size: UInt64) throws
@@ -45,6 +48,14 @@ extension FileHandle {
 extension FileHandle {
     package func write(_ bytes: [UInt8], at offset: UInt64) throws {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+
+    /// Handles without a gathering write (the test file systems) write the concatenation.
+    package func write(gathering parts: [UnsafeRawBufferPointer], at offset: UInt64) throws {
+        var joined: [UInt8] = []
+        joined.reserveCapacity(parts.reduce(0) { $0 + $1.count })
+        for part in parts { joined.append(contentsOf: part) }
+        try write(joined, at: offset)
     }
 }
 
@@ -146,6 +157,38 @@ final class PosixFileHandle: FileHandle, @unchecked Sendable {
                 throw PartitionDBError.io(errno: errno, operation: "pwrite", path: path)
             }
             done += n
+        }
+    }
+
+    /// Linux's IOV_MAX: the most parts one `pwritev` takes.
+    static let maxVectors = 1024
+
+    func write(gathering parts: [UnsafeRawBufferPointer], at offset: UInt64) throws {
+        var vectors = parts.filter { $0.count > 0 }.map {
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress!), iov_len: $0.count)
+        }
+        var first = 0
+        var position = off_t(offset)
+        while first < vectors.count {
+            let count = Int32(min(vectors.count - first, PosixFileHandle.maxVectors))
+            let n = vectors.withUnsafeMutableBufferPointer { pwritev(fd, $0.baseAddress! + first, count, position) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PartitionDBError.io(errno: errno, operation: "pwritev", path: path)
+            }
+            // A regular file never takes nothing; do not spin if it does.
+            if n == 0 { throw PartitionDBError.io(errno: EIO, operation: "pwritev", path: path) }
+            position += off_t(n)
+            // Skip the parts written whole; a short write leaves the rest of one part.
+            var remaining = n
+            while remaining > 0 && remaining >= vectors[first].iov_len {
+                remaining -= vectors[first].iov_len
+                first += 1
+            }
+            if remaining > 0 {
+                vectors[first].iov_base += remaining
+                vectors[first].iov_len -= remaining
+            }
         }
     }
 

@@ -448,22 +448,23 @@ final class Pager: @unchecked Sendable {
     /// syncing). Pages with consecutive numbers go out in one write of up to 1 MiB: a bulk load's
     /// new pages are one run, not a system call each. Clears their `verified` bits.
     private func writeToPartitionFile(_ pages: ArraySlice<(PageNumber, Page)>) throws {
-        let runLimit = max(pageSize, 1 << 20)
-        var run: [UInt8] = []
-        run.reserveCapacity(min(runLimit, pages.count * pageSize))
+        let runLimit = max(1, (1 << 20) / pageSize)
+        // The pages' own bytes, gathered by `pwritev`: `pages` keeps them alive meanwhile.
+        var run: [UnsafeRawBufferPointer] = []
+        run.reserveCapacity(min(runLimit, pages.count))
         var runStart: UInt32 = 0
         func flush() throws {
             guard !run.isEmpty else { return }
-            try mainFile.write(run, at: UInt64(runStart) * UInt64(pageSize))
+            try mainFile.write(gathering: run, at: UInt64(runStart) * UInt64(pageSize))
             run.removeAll(keepingCapacity: true)
         }
         for (number, page) in pages {
-            let follows = !run.isEmpty && UInt64(runStart) + UInt64(run.count / pageSize) == UInt64(number.rawValue)
-            if !follows || run.count + pageSize > runLimit {
+            let follows = !run.isEmpty && UInt64(runStart) + UInt64(run.count) == UInt64(number.rawValue)
+            if !follows || run.count == runLimit {
                 try flush()
                 runStart = number.rawValue
             }
-            page.withUnsafeBytes { run.append(contentsOf: $0) }
+            run.append(page.withUnsafeBytes { $0 })
             if Int(number.rawValue) < flaggedPages { pdb_bit_clear(verified, UInt64(number.rawValue)) }
         }
         try flush()

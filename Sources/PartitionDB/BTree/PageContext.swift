@@ -66,7 +66,8 @@ final class WriteContext: PageContext {
     /// Descents use it, so a level costs no reference count (a cache miss of its own).
     func borrowedNode(_ number: PageNumber) throws -> Page {
         if let view = dirty.borrowedPage(number.rawValue) { return try checkedNode(view, number) }
-        return try super.node(number)
+        // Not changed by this transaction: the snapshot's page (without looking in `dirty` again).
+        return try checkedNode(super.page(number), number)
     }
 
     /// Changes page `number` in place, copying it into the transaction first.

@@ -90,7 +90,12 @@ struct PageMap<Value> {
 
     private mutating func grow() {
         var bigger = PageMap(capacity: slots.count)
-        for slot in slots where slot.key != PageMap.emptyKey { bigger[slot.key] = slot.value }
+        // Moved out one by one (no reference counting of the values on the way).
+        var old: [Slot] = []
+        swap(&old, &slots)
+        while let slot = old.popLast() {
+            if slot.key != PageMap.emptyKey { bigger[slot.key] = slot.value }
+        }
         self = bigger
     }
 

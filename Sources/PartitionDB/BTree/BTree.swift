@@ -102,11 +102,41 @@ enum BTree {
         }
         let fits = try context.modify(number) { $0.insertCell(cell, at: index) }
         if !fits {
-            var cells = try context.page(number).allCells
-            cells.insert(Array(cell), at: index)
-            try split(number, cells: cells, link: .none, path: path, in: context, appending: index == cells.count - 1)
+            try splitLeaf(number, inserting: cell, at: index, path: path, in: context)
         }
         return removed
+    }
+
+    /// Splits the full leaf `number` while inserting `cell` at `index`: both halves are built by
+    /// copying each cell once, straight from the old page (or `cell`), with no array per cell.
+    private static func splitLeaf(
+        _ number: PageNumber, inserting cell: UnsafeRawBufferPointer, at index: Int, path: Path,
+        in context: WriteContext
+    ) throws {
+        let page = try context.page(number)
+        let count = page.cellCount + 1
+        let (left, right, separator) = page.withUnsafeBytes { bytes -> (Page, Page, [UInt8]) in
+            // Cell j of the leaf as it would be with `cell` inserted.
+            func cellAt(_ j: Int) -> UnsafeRawBufferPointer {
+                if j == index { return cell }
+                let offset = page.cellOffset(j < index ? j : j - 1)
+                return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + page.leafCellSize(at: offset)])
+            }
+            let sizes = (0..<count).map { cellAt($0).count + 2 }
+            let middle = splitPoint(
+                sizes: sizes, usable: context.pageSize - NodeLayout.headerSize, dropsMiddle: false,
+                appending: index == count - 1)
+            let kind = PageKind.leaf.rawValue
+            let left = Page.node(kind: kind, size: context.pageSize, count: middle, link: .none) { $1(cellAt($0)) }
+            let right = Page.node(kind: kind, size: context.pageSize, count: count - middle, link: .none) {
+                $1(cellAt(middle + $0))
+            }
+            let first = cellAt(middle)
+            let keyLength = Int(UInt16(littleEndian: first.loadUnaligned(as: UInt16.self)))
+            let separator = Array(first[NodeLayout.leafCellHeader..<NodeLayout.leafCellHeader + keyLength])
+            return (left, right, separator)
+        }
+        try install(number, left: left, right: right, separator: separator, path: path, in: context)
     }
 
     /// Splits the node `number` whose new contents `cells` do not fit one page, and links the
@@ -139,21 +169,32 @@ enum BTree {
             rightLink = link
         }
         let kind: PageKind = isLeaf ? .leaf : .branch
+        try install(
+            number, left: Page.node(kind: kind, size: context.pageSize, cells: leftCells, link: leftLink),
+            right: Page.node(kind: kind, size: context.pageSize, cells: rightCells, link: rightLink),
+            separator: separator, path: path, in: context)
+    }
 
+    /// Puts the two halves of the split node `number` in place and links the right one into the
+    /// parent under `separator` (splitting the parent in turn when it is full). The root stays
+    /// where it is: its halves move to two new pages and it becomes their parent.
+    private static func install(
+        _ number: PageNumber, left leftHalf: Page, right rightHalf: Page, separator: [UInt8], path: Path,
+        in context: WriteContext
+    ) throws {
         if path.isEmpty {
-            // The root stays where it is: its halves move to two new pages.
             let left = try context.allocate()
             let right = try context.allocate()
-            context.put(left, Page.node(kind: kind, size: context.pageSize, cells: leftCells, link: leftLink))
-            context.put(right, Page.node(kind: kind, size: context.pageSize, cells: rightCells, link: rightLink))
+            context.put(left, leftHalf)
+            context.put(right, rightHalf)
             let rootCells = [Page.branchCell(child: left, key: separator)]
             context.put(number, Page.node(kind: .branch, size: context.pageSize, cells: rootCells, link: right))
             return
         }
 
-        try context.modify(number) { $0.rebuild(cells: leftCells, link: leftLink) }
+        context.put(number, leftHalf)
         let right = try context.allocate()
-        context.put(right, Page.node(kind: kind, size: context.pageSize, cells: rightCells, link: rightLink))
+        context.put(right, rightHalf)
 
         var parentPath = path
         let (parent, child) = parentPath.removeLast()

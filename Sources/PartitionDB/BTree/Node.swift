@@ -305,17 +305,28 @@ extension Page {
     }
 
     private static func node(kind: UInt8, size: Int, cells: [[UInt8]], link: PageNumber) -> Page {
+        node(kind: kind, size: size, count: cells.count, link: link) { i, write in cells[i].withUnsafeBytes(write) }
+    }
+
+    /// A new node of `kind` holding `count` cells in order, cell `i` lent by `withCell(i, write)`
+    /// (so a split copies cells straight from the page they are in); its unused bytes zero.
+    static func node(
+        kind: UInt8, size: Int, count: Int, link: PageNumber,
+        withCell: (Int, (UnsafeRawBufferPointer) -> Void) -> Void
+    ) -> Page {
         var page = Page(size: size)
         page.setU8(NodeLayout.kindOffset, kind)
         page.setU32(NodeLayout.linkOffset, link.rawValue)
         var end = size
-        for (i, cell) in cells.enumerated() {
-            end -= cell.count
-            page.setBytes(at: end, cell)
-            page.setU16(NodeLayout.headerSize + 2 * i, UInt16(end))
+        for i in 0..<count {
+            withCell(i) { cell in
+                precondition(end - cell.count >= NodeLayout.headerSize + 2 * (i + 1), "rebuilt node overflows its page")
+                end -= cell.count
+                page.setBytes(at: end, cell)
+                page.setU16(NodeLayout.headerSize + 2 * i, UInt16(end))
+            }
         }
-        precondition(end >= NodeLayout.headerSize + 2 * cells.count, "rebuilt node overflows its page")
-        page.setU16(NodeLayout.cellCountOffset, UInt16(cells.count))
+        page.setU16(NodeLayout.cellCountOffset, UInt16(count))
         page.setU32(NodeLayout.contentStartOffset, UInt32(end))
         return page
     }

@@ -404,15 +404,22 @@ final class Pager: @unchecked Sendable {
                 try wal.file.sync()
                 stateLock.withLock { wal.isSynced = true }
             }
-            let pages = try frames.map { number, frame in
-                // A cached frame was verified when it was read, or sealed by this process.
-                let cached = stateLock.withLock { frameImages.ownedPage(frame) ?? cache.frames.get(UInt32(frame)) }
-                if let cached { return (number, cached) }
-                let page = try wal.readFrame(frame)
-                try Pager.verify(page, number: number, file: wal.file.path)
-                return (number, page)
+            // A megabyte of pages at a time: a large log read back from disk (after recovery) is
+            // never all in memory at once.
+            let batch = max(1, (1 << 20) / pageSize)
+            for start in stride(from: 0, to: frames.count, by: batch) {
+                let pages = try frames[start..<min(start + batch, frames.count)].map { number, frame in
+                    // A cached frame was verified when it was read, or sealed by this process.
+                    let cached = stateLock.withLock {
+                        frameImages.ownedPage(frame) ?? cache.frames.get(UInt32(frame))
+                    }
+                    if let cached { return (number, cached) }
+                    let page = try wal.readFrame(frame)
+                    try Pager.verify(page, number: number, file: wal.file.path)
+                    return (number, page)
+                }
+                try writeToPartitionFile(pages[...])
             }
-            try writeToPartitionFile(pages[...])
             try mainFile.sync()
             pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
         }

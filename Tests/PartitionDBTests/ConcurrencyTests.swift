@@ -7,12 +7,27 @@ import XCTest
 /// a writer commits, and neither waits for the other.
 final class ConcurrencyTests: XCTestCase {
     func testReadersSeeTheirSnapshotWhileWriterCommits() throws {
-        let path = try temporaryDirectory(self)
         var options = Options()
         options.autoCheckpointFrames = 50
+        try readersSeeTheirSnapshot(options: options, durability: .noSync, valueSize: { 100 + $0 })
+    }
+
+    /// The same while every commit is a direct commit (`Options.directWritePages`): durable, with
+    /// a value that needs new overflow pages, written straight into the partition file while the
+    /// readers map it.
+    func testReadersSeeTheirSnapshotWhileDirectCommitsGrowTheFile() throws {
+        var options = Options()
+        options.autoCheckpointFrames = 50
+        options.directWritePages = 2
+        try readersSeeTheirSnapshot(options: options, durability: .durable, valueSize: { 9_000 + $0 }, commits: 120)
+    }
+
+    private func readersSeeTheirSnapshot(
+        options: Options, durability: Durability, valueSize: (Int) -> Int, commits: Int = 300
+    ) throws {
+        let path = try temporaryDirectory(self)
         let db = try Database.create(at: path, region: eu, options: options)
         let partition = try db.globalPartition()
-        let commits = 300
         try partition.write { tx in try tx.put("state", bytes("counter"), bytes("0")) }
 
         let failures = FailureLog()
@@ -54,9 +69,10 @@ final class ConcurrencyTests: XCTestCase {
             }
         }
         for i in 1...commits {
-            try partition.write(durability: .noSync) { tx in
+            try partition.write(durability: durability) { tx in
                 try tx.put(
-                    "items", bytes(String(format: "k%06d", i - 1)), [UInt8](repeating: UInt8(i & 0xFF), count: 100 + i))
+                    "items", bytes(String(format: "k%06d", i - 1)),
+                    [UInt8](repeating: UInt8(i & 0xFF), count: valueSize(i)))
                 try tx.put("state", bytes("counter"), bytes(String(i)))
             }
         }

@@ -296,16 +296,12 @@ extension Page {
 
     /// Rewrites the node with `cells` in order, keeping its kind and setting its link.
     mutating func rebuild(cells: [[UInt8]], link: PageNumber) {
-        self = Page.node(kind: kind, size: size, cells: cells, link: link)
+        self = Page.node(kind: kind, size: size, count: cells.count, link: link) { cells[$0].withUnsafeBytes($1) }
     }
 
     /// A new node of `kind` holding `cells` in order, its unused bytes zero.
     static func node(kind: PageKind, size: Int, cells: [[UInt8]], link: PageNumber) -> Page {
-        node(kind: kind.rawValue, size: size, cells: cells, link: link)
-    }
-
-    private static func node(kind: UInt8, size: Int, cells: [[UInt8]], link: PageNumber) -> Page {
-        node(kind: kind, size: size, count: cells.count, link: link) { i, write in cells[i].withUnsafeBytes(write) }
+        node(kind: kind.rawValue, size: size, count: cells.count, link: link) { cells[$0].withUnsafeBytes($1) }
     }
 
     /// A new node of `kind` holding `count` cells in order, cell `i` lent by `withCell(i, write)`

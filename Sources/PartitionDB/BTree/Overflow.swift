@@ -18,24 +18,21 @@ enum OverflowLayout {
 
 extension WriteContext {
     /// Writes `value` into a new chain and returns its first page.
-    func writeOverflow(_ raw: UnsafeRawBufferPointer) throws -> PageNumber {
-        let value = raw
+    func writeOverflow(_ value: UnsafeRawBufferPointer) throws -> PageNumber {
         let capacity = OverflowLayout.capacity(pageSize: pageSize)
         let count = OverflowLayout.pageCount(length: value.count, pageSize: pageSize)
         var numbers: [PageNumber] = []
         numbers.reserveCapacity(count)
         for _ in 0..<count { numbers.append(try allocate()) }
-        do {
-            for (i, number) in numbers.enumerated() {
-                var page = Page(size: pageSize)
-                page.setU8(4, PageKind.overflow.rawValue)
-                page.setU32(OverflowLayout.nextOffset, i + 1 < count ? numbers[i + 1].rawValue : 0)
-                let start = i * capacity
-                let end = min(value.count, start + capacity)
-                page.setU32(OverflowLayout.lengthOffset, UInt32(end - start))
-                page.setBytes(at: OverflowLayout.dataOffset, UnsafeRawBufferPointer(rebasing: raw[start..<end]))
-                put(number, page)
-            }
+        for (i, number) in numbers.enumerated() {
+            var page = Page(size: pageSize)
+            page.setU8(4, PageKind.overflow.rawValue)
+            page.setU32(OverflowLayout.nextOffset, i + 1 < count ? numbers[i + 1].rawValue : 0)
+            let start = i * capacity
+            let end = min(value.count, start + capacity)
+            page.setU32(OverflowLayout.lengthOffset, UInt32(end - start))
+            page.setBytes(at: OverflowLayout.dataOffset, UnsafeRawBufferPointer(rebasing: value[start..<end]))
+            put(number, page)
         }
         return numbers[0]
     }

@@ -353,11 +353,10 @@ final class Pager: @unchecked Sendable {
             durability == .durable && directWritePages.map { sealed.count - firstNew >= $0 } ?? false
         if isDirect {
             try writeToPartitionFile(sealed[firstNew...])
-            try mainFile.sync()
+            try syncPartitionFile()
             stateLock.withLock {
                 for (number, _) in sealed[firstNew...] { cache.mainPages.remove(number.rawValue) }
             }
-            pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
             sealed.removeSubrange(firstNew...)
         }
         try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: durability == .durable)
@@ -420,8 +419,7 @@ final class Pager: @unchecked Sendable {
                 }
                 try writeToPartitionFile(pages[...])
             }
-            try mainFile.sync()
-            pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
+            try syncPartitionFile()
         }
         let restarted: Bool = stateLock.withLock {
             wal.backfilled = range.upperBound
@@ -475,6 +473,12 @@ final class Pager: @unchecked Sendable {
             if Int(number.rawValue) < flaggedPages { pdb_bit_clear(verified, UInt64(number.rawValue)) }
         }
         try flush()
+    }
+
+    /// Makes the partition-file writes durable, then lets readers map the pages they added.
+    private func syncPartitionFile() throws {
+        try mainFile.sync()
+        pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))
     }
 
     /// Checkpoints everything and empties the log; used on close, when no reader is left.

@@ -15,8 +15,16 @@ public struct Options: Sendable {
     /// log, and the log takes only the pages that existed before: a bulk load is written once,
     /// not once to the log and again at the checkpoint. Such a commit's change set is not
     /// retained (`changes(after:)` throws `changesNotRetained` for it), as PostgreSQL's
-    /// `wal_level = minimal` does for bulk loads. nil sends every page through the log.
+    /// `wal_level = minimal` does for bulk loads. A durable commit that changes at least
+    /// max(this, `autoCheckpointFrames`) existing pages moves its changed nodes to new pages at
+    /// the end of the file first (copy-on-write, as LMDB does), so it too is written once; the
+    /// old pages are freed for later commits. nil sends every page through the log.
     public var directWritePages: Int? = 1024
+
+    /// Replaces max(`directWritePages`, `autoCheckpointFrames`) as the number of changed existing
+    /// pages that makes a durable commit relocate them; tests lower it so that small workloads
+    /// take that path. Not public: the derived value is the setting users need.
+    var relocationPages: Int? = nil
 
     /// Read partition files through a read-only memory mapping (no copies, no system calls, no
     /// locks on the read path). The price, as with LMDB: a disk error while reading a mapped

@@ -79,7 +79,12 @@ public final class Partition: @unchecked Sendable {
         precondition(
             !transaction.isBroken, "a write transaction whose change failed must not commit; rethrow the error")
         try transaction.flushCatalog()
-        try commit(context, durability: durability ?? options.durability)
+        let durability = durability ?? options.durability
+        if durability == .durable, let threshold = pager.relocationThreshold {
+            try context.relocateChangedNodes(
+                roots: transaction.treeRoots, committedEnd: context.snapshot.header.pageCount, threshold: threshold)
+        }
+        try commit(context, durability: durability)
         return result
     }
 

@@ -165,6 +165,12 @@ public final class WriteTransaction: ReadTransaction {
         }
     }
 
+    /// The roots of the trees this transaction may have changed: the catalog, the owner index
+    /// and the tables it used.
+    var treeRoots: [PageNumber] {
+        [writeContext.header.catalogRoot, writeContext.header.ownerIndexRoot] + tableCache.values.map { $0.info.root }
+    }
+
     /// Writes the changed catalog entries; called once, before the commit.
     func flushCatalog() throws {
         let ctx = writeContext

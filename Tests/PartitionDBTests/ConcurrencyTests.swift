@@ -14,12 +14,85 @@ final class ConcurrencyTests: XCTestCase {
 
     /// The same while every commit is a direct commit (`Options.directWritePages`): durable, with
     /// a value that needs new overflow pages, written straight into the partition file while the
-    /// readers map it.
+    /// readers map it, and with the changed nodes moved to new pages (`relocationPages`) while
+    /// the readers still read their old places.
     func testReadersSeeTheirSnapshotWhileDirectCommitsGrowTheFile() throws {
         var options = Options()
         options.autoCheckpointFrames = 50
         options.directWritePages = 2
+        options.relocationPages = 2
         try readersSeeTheirSnapshot(options: options, durability: .durable, valueSize: { 9_000 + $0 }, commits: 120)
+    }
+
+    /// Readers scan while each commit rewrites a third of the records, changing every leaf, so
+    /// every commit moves its changed nodes to new pages and frees the old ones
+    /// (`relocationPages`), which the next commit's large value reuses: a reader must still read
+    /// exactly the values of its snapshot. Commit r writes value r into records i with i ≡ r
+    /// (mod 3).
+    func testReadersKeepTheirSnapshotWhileCommitsMoveNodesToNewPages() throws {
+        let path = try temporaryDirectory(self)
+        var options = Options()
+        options.autoCheckpointFrames = 50
+        options.directWritePages = 2
+        options.relocationPages = 2
+        let db = try Database.create(at: path, region: eu, options: options)
+        let partition = try db.globalPartition()
+        let records = 600
+        @Sendable func key(_ i: Int) -> [UInt8] { bytes(String(format: "item-%05d", i)) }
+        @Sendable func value(_ round: Int) -> [UInt8] {
+            bytes(String(format: "%08d", round)) + [UInt8](repeating: 7, count: 100)
+        }
+        try partition.write { tx in
+            for i in 0..<records { try tx.put("items", key(i), value(0)) }
+            try tx.put("state", bytes("round"), bytes("0"))
+        }
+        let pagesBefore = try partition.openPager().latestSnapshot.header.pageCount
+        let failures = FailureLog()
+        let writerDone = AtomicFlag()
+        let group = DispatchGroup()
+        for reader in 0..<3 {
+            DispatchQueue.global().async(group: group) {
+                var reads = 0
+                while !writerDone.value || reads < 10 {
+                    do {
+                        try partition.read { tx in
+                            let round = Int(String(decoding: try tx.get("state", bytes("round"))!, as: UTF8.self))!
+                            var i = 0
+                            try tx.scan("items") { record in
+                                let written = round - ((round - i % 3) % 3 + 3) % 3
+                                if record.key != key(i) || record.value != value(max(0, written)) {
+                                    failures.add("reader \(reader): record \(i) wrong in round \(round)")
+                                }
+                                i += 1
+                                return true
+                            }
+                            if i != records { failures.add("reader \(reader): scanned \(i) records in round \(round)") }
+                        }
+                    } catch {
+                        failures.add("reader \(reader): \(error)")
+                    }
+                    reads += 1
+                }
+            }
+        }
+        for round in 1...60 {
+            try partition.write { tx in
+                for i in stride(from: round % 3, to: records, by: 3) { try tx.put("items", key(i), value(round)) }
+                try tx.put("state", bytes("round"), bytes(String(round)))
+                // Takes the pages the last commit freed (through the log), so that this one may move nodes again.
+                try tx.put("blobs", key(round), [UInt8](repeating: UInt8(round & 0xFF), count: 90_000))
+            }
+        }
+        writerDone.set()
+        group.wait()
+        XCTAssertEqual(failures.all, [])
+        XCTAssertTrue(try partition.check().isClean)
+        // The commits moved nodes (the file grew), but never so far that free pages would make
+        // up more than half of it.
+        let header = try partition.openPager().latestSnapshot.header
+        XCTAssertGreaterThan(header.pageCount, pagesBefore)
+        XCTAssertLessThanOrEqual(2 * header.freeCount, header.pageCount)
+        try db.close()
     }
 
     private func readersSeeTheirSnapshot(

@@ -24,12 +24,15 @@ final class CrashTests: XCTestCase {
 
     /// Small checkpoint threshold and cache, so short workloads checkpoint, restart the log and
     /// read pages back from the files; and commits that add two pages or more write them straight
-    /// into the partition file (`Options.directWritePages`), so both commit paths crash.
+    /// into the partition file (`Options.directWritePages`), as do commits that change two
+    /// existing pages or more, after moving them to new pages (`relocationPages`): so every
+    /// commit path crashes.
     static var options: Options {
         var options = Options()
         options.autoCheckpointFrames = 12
         options.cachePages = 64
         options.directWritePages = 2
+        options.relocationPages = 2
         return options
     }
 

@@ -199,6 +199,77 @@ final class MaintenanceTests: XCTestCase {
         try db.close()
     }
 
+    /// A durable commit that changes at least max(`directWritePages`, `autoCheckpointFrames`)
+    /// existing pages moves its changed nodes to new pages written straight into the partition
+    /// file: the log takes only a few pages, a reader of the snapshot before it still reads every
+    /// old record, the old pages are freed and the next commits reuse them, and everything checks
+    /// clean before and after reopening.
+    func testLargeChangesMoveToNewPagesWrittenOnce() throws {
+        let path = try temporaryDirectory(self)
+        var options = Options()
+        options.directWritePages = 16
+        options.autoCheckpointFrames = 64
+        let resolver = FixedResolver()
+        for i in 0..<10 { resolver.set("s\(i)", eu) }
+        var db = try Database.create(at: path, region: eu, options: options)
+        db.setResolver(resolver)
+        var p = try db.createPartition("p")
+        try fill(p, from: 0, to: 3_000)
+        try p.checkpoint()
+        var expected = try contents(p)
+        let pager = try p.openPager()
+        let before = pager.latestSnapshot.header
+        let framesBefore = pager.wal.frameCount
+        try p.read { old in
+            try p.write { tx in
+                for i in stride(from: 0, to: 3_000, by: 2) {
+                    XCTAssertTrue(try tx.delete("t", bytes(String(format: "k%06d", i))))
+                }
+            }
+            var oldCount = 0
+            try old.scan("t") { _ in
+                oldCount += 1; return true
+            }
+            XCTAssertEqual(oldCount, 3_000)
+        }
+        expected = expected.enumerated().filter { $0.offset % 2 == 1 }.map { $0.element }
+        let after = pager.latestSnapshot.header
+        // Hundreds of leaves changed; the log took page 0, the roots, the free list's trunk, and
+        // leaves that merges emptied and freed (their stale images are harmless).
+        var free = Set<UInt32>()
+        var trunk = after.freelistHead
+        while trunk != .none {
+            let page = try pager.page(trunk, in: pager.latestSnapshot)
+            free.insert(trunk.rawValue)
+            for i in 0..<Int(page.u32(FreelistLayout.countOffset)) {
+                free.insert(page.u32(FreelistLayout.entriesOffset + 4 * i))
+            }
+            trunk = PageNumber(page.u32(FreelistLayout.nextOffset))
+        }
+        let tableRoot = try p.read { try XCTUnwrap(try $0.tableInfo("t")).root.rawValue }
+        let roots: Set<UInt32> = [0, after.catalogRoot.rawValue, after.ownerIndexRoot.rawValue, tableRoot]
+        let logged = pager.wal.newestFrames(in: framesBefore..<pager.wal.frameCount).map { $0.0.rawValue }
+        XCTAssertEqual(logged.filter { !roots.contains($0) && !free.contains($0) }, [])
+        XCTAssertLessThan(logged.count, 30)
+        XCTAssertGreaterThan(after.pageCount, before.pageCount + 100)
+        XCTAssertGreaterThan(after.freeCount, before.freeCount + 100)
+        XCTAssertEqual(try contents(p), expected)
+        XCTAssertTrue(try p.check().isClean)
+        // Small commits reuse the freed pages: the file does not grow.
+        for start in stride(from: 3_000, to: 3_200, by: 20) { try fill(p, from: start, to: start + 20) }
+        XCTAssertEqual(pager.latestSnapshot.header.pageCount, after.pageCount)
+        XCTAssertTrue(try p.check().isClean)
+        let final = try contents(p)
+        XCTAssertEqual(final.count, 1_700)
+        try db.close()
+        db = try Database.open(at: path, region: eu, options: options)
+        db.setResolver(resolver)
+        p = try db.partition("p")
+        XCTAssertEqual(try contents(p), final)
+        XCTAssertTrue(try p.check().isClean)
+        try db.close()
+    }
+
     func testLimits() throws {
         let (db, _) = try makeDatabase()
         let p = try db.createPartition("p")

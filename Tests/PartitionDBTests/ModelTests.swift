@@ -56,6 +56,7 @@ final class ModelTests: XCTestCase {
         options.cachePages = 512  // small, so pages really come and go from disk
         options.autoCheckpointFrames = 300
         options.directWritePages = 8  // larger commits take the direct path
+        options.relocationPages = 8  // and commits that change 8 existing pages move them
         var db = try Database.create(at: path, region: eu, options: options)
         db.setResolver(resolver)
         var partition = try db.createPartition("p")

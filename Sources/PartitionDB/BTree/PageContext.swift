@@ -84,6 +84,25 @@ final class WriteContext: PageContext {
         dirty[number.rawValue] = page
     }
 
+    /// Gives changed page `number` the number `target`, which holds no page of this transaction.
+    func renumber(_ number: PageNumber, to target: PageNumber) {
+        precondition(dirty[target.rawValue] == nil, "renumbering onto a changed page")
+        guard let page = dirty[number.rawValue] else { preconditionFailure("renumbering an unchanged page") }
+        dirty[number.rawValue] = nil
+        dirty[target.rawValue] = page
+        changeCount += 1
+    }
+
+    /// The kind of page `number` if this transaction changed it, else nil.
+    func changedKind(_ number: PageNumber) -> UInt8? {
+        dirty.borrowedPage(number.rawValue)?.kind
+    }
+
+    /// How many pages this transaction changed with numbers below `limit`.
+    func changedPageCount(below limit: UInt32) -> Int {
+        dirty.allKeys.reduce(0) { $0 + ($1 < limit ? 1 : 0) }
+    }
+
     var pageSize: Int { header.pageSize }
 
     /// All changed pages, the header included, handed over: the context lets go of them, so

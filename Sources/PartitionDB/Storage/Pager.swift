@@ -79,6 +79,15 @@ final class Pager: @unchecked Sendable {
     let autoCheckpointFrames: Int
     /// `Options.directWritePages`.
     let directWritePages: Int?
+    /// A durable commit that changes at least this many existing pages moves its changed nodes
+    /// to new pages (`WriteContext.relocateChangedNodes`), so that it is a direct commit: as many
+    /// as one checkpoint's worth of log frames, and never fewer than `directWritePages`. nil when
+    /// direct commits are off.
+    var relocationThreshold: Int? {
+        directWritePages.map { relocationPages ?? max($0, autoCheckpointFrames) }
+    }
+    /// `Options.relocationPages`.
+    let relocationPages: Int?
     /// The newest commit of the current log generation that wrote pages straight into the
     /// partition file: change sets up to it are incomplete. Written by the writer under `stateLock`.
     private(set) var newestDirectCommit: LSN? = nil
@@ -116,9 +125,11 @@ final class Pager: @unchecked Sendable {
 
     init(
         fileSystem: any FileSystem, mainFile: any FileHandle, wal: WriteAheadLog, header: PartitionHeader,
-        cacheCapacity: Int, autoCheckpointFrames: Int, directWritePages: Int? = nil, mapFile: Bool = true
+        cacheCapacity: Int, autoCheckpointFrames: Int, directWritePages: Int? = nil, relocationPages: Int? = nil,
+        mapFile: Bool = true
     ) {
         self.directWritePages = directWritePages.map { max(1, $0) }
+        self.relocationPages = relocationPages.map { max(1, $0) }
         self.fileSystem = fileSystem
         self.mainFile = mainFile
         self.wal = wal

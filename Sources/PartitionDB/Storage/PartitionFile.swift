@@ -107,7 +107,7 @@ enum PartitionFile {
             let pager = Pager(
                 fileSystem: fileSystem, mainFile: mainFile, wal: wal, header: header, cacheCapacity: options.cachePages,
                 autoCheckpointFrames: options.autoCheckpointFrames, directWritePages: options.directWritePages,
-                mapFile: options.mapPartitionFiles)
+                relocationPages: options.relocationPages, mapFile: options.mapPartitionFiles)
             // Recovery ends with a checkpoint, so the partition file is whole again.
             try pager.checkpoint()
             return pager

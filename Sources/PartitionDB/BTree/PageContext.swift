@@ -93,6 +93,12 @@ final class WriteContext: PageContext {
         changeCount += 1
     }
 
+    /// Drops this transaction's copy of page `number`, if any.
+    func discard(_ number: PageNumber) {
+        changeCount += 1
+        dirty[number.rawValue] = nil
+    }
+
     /// The kind of page `number` if this transaction changed it, else nil.
     func changedKind(_ number: PageNumber) -> UInt8? {
         dirty.borrowedPage(number.rawValue)?.kind
@@ -109,8 +115,7 @@ final class WriteContext: PageContext {
     /// the commit seals each page in place instead of copying it (a bulk load's pages would
     /// otherwise be in memory twice).
     func takePagesForCommit() -> [(PageNumber, Page)] {
-        var pages = dirty.entries.map { (PageNumber($0.0), $0.1) }
-        dirty = PageMap()
+        var pages = dirty.takePages()
         pages.append((.header, header.encode()))
         return pages
     }

@@ -44,9 +44,13 @@ extension WriteContext {
         return number
     }
 
-    /// Returns `number` to the free list. Its content stays as it was.
+    /// Returns `number` to the free list. Its content stays as it was on disk: a page that
+    /// exists in the committed state is not written for its changes in this transaction (a leaf
+    /// emptied by a merge is not logged); a page added by this transaction keeps its copy, so
+    /// that every page below the page count is somewhere on disk.
     func free(_ number: PageNumber) throws {
         precondition(number != .header && number.rawValue < header.pageCount, "freeing an impossible page")
+        if number.rawValue < snapshot.header.pageCount { discard(number) }
         let head = header.freelistHead
         if head != .none {
             let trunk = try self.page(head)

@@ -111,6 +111,20 @@ struct PageMap<Value> {
 }
 
 extension PageMap where Value == Page {
+    /// Every (page number, page), in no particular order, moved out: the map is left empty and
+    /// no page is retained on the way (a large commit hands over tens of thousands).
+    mutating func takePages() -> [(PageNumber, Page)] {
+        var result: [(PageNumber, Page)] = []
+        result.reserveCapacity(count)
+        var old: [Slot] = []
+        swap(&old, &slots)
+        while let slot = old.popLast() {
+            if slot.key != PageMap.emptyKey { result.append((PageNumber(slot.key), slot.value!)) }
+        }
+        self = PageMap()
+        return result
+    }
+
     /// The page under `key` as a borrowed view (`Page.borrowed`): no reference counting, valid
     /// only until the map or the page changes.
     @inline(__always)

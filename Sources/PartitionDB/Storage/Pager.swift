@@ -346,12 +346,12 @@ final class Pager: @unchecked Sendable {
     /// Appends a commit to the log and makes it the newest snapshot. `pages` must include page 0.
     func commit(_ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability) throws {
         // Sealed in place: the caller hands the pages over, so each is uniquely referenced and
-        // sealing does not copy it.
+        // sealing does not copy it. Each page is sealed right before it is written, while the
+        // write can still find its bytes in the CPU's caches.
         var sealed = pages
         for i in sealed.indices {
             precondition(sealed[i].1.size == pageSize, "dirty page of the wrong size")
             precondition(sealed[i].0.rawValue < header.pageCount, "dirty page beyond the page count")
-            sealed[i].1.seal(number: sealed[i].0)
         }
         sealed.sort { $0.0 < $1.0 }
         precondition(sealed.first?.0 == .header, "a commit must write the header page")
@@ -363,13 +363,14 @@ final class Pager: @unchecked Sendable {
         let isDirect =
             durability == .durable && directWritePages.map { sealed.count - firstNew >= $0 } ?? false
         if isDirect {
-            try writeToPartitionFile(sealed[firstNew...])
+            try writeToPartitionFile(&sealed, firstNew..<sealed.count, sealing: true)
             try syncPartitionFile()
             stateLock.withLock {
-                for (number, _) in sealed[firstNew...] { cache.mainPages.remove(number.rawValue) }
+                for i in firstNew..<sealed.count { cache.mainPages.remove(sealed[i].0.rawValue) }
             }
             sealed.removeSubrange(firstNew...)
         }
+        for i in sealed.indices { sealed[i].1.seal(number: sealed[i].0) }
         try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: durability == .durable)
         stateLock.withLock {
             if isDirect { newestDirectCommit = header.lastLSN }
@@ -418,7 +419,7 @@ final class Pager: @unchecked Sendable {
             // never all in memory at once.
             let batch = max(1, (1 << 20) / pageSize)
             for start in stride(from: 0, to: frames.count, by: batch) {
-                let pages = try frames[start..<min(start + batch, frames.count)].map { number, frame in
+                var pages = try frames[start..<min(start + batch, frames.count)].map { number, frame in
                     // A cached frame was verified when it was read, or sealed by this process.
                     let cached = stateLock.withLock {
                         frameImages.ownedPage(frame) ?? cache.frames.get(UInt32(frame))
@@ -428,7 +429,7 @@ final class Pager: @unchecked Sendable {
                     try Pager.verify(page, number: number, file: wal.file.path)
                     return (number, page)
                 }
-                try writeToPartitionFile(pages[...])
+                try writeToPartitionFile(&pages, pages.indices, sealing: false)
             }
             try syncPartitionFile()
         }
@@ -460,27 +461,30 @@ final class Pager: @unchecked Sendable {
         return restarted
     }
 
-    /// Writes sealed pages, sorted by number, to their places in the partition file (without
-    /// syncing). Pages with consecutive numbers go out in one write of up to 1 MiB: a bulk load's
-    /// new pages are one run, not a system call each. Clears their `verified` bits.
-    private func writeToPartitionFile(_ pages: ArraySlice<(PageNumber, Page)>) throws {
+    /// Writes `pages[range]`, sorted by number, to their places in the partition file (without
+    /// syncing), sealing each first if `sealing`. Pages with consecutive numbers go out in one
+    /// write of up to 1 MiB: a bulk load's new pages are one run, not a system call each. Clears
+    /// their `verified` bits.
+    private func writeToPartitionFile(_ pages: inout [(PageNumber, Page)], _ range: Range<Int>, sealing: Bool) throws {
         let runLimit = max(1, (1 << 20) / pageSize)
         // The pages' own bytes, gathered by `pwritev`: `pages` keeps them alive meanwhile.
         var run: [UnsafeRawBufferPointer] = []
-        run.reserveCapacity(min(runLimit, pages.count))
+        run.reserveCapacity(min(runLimit, range.count))
         var runStart: UInt32 = 0
         func flush() throws {
             guard !run.isEmpty else { return }
             try mainFile.write(gathering: run, at: UInt64(runStart) * UInt64(pageSize))
             run.removeAll(keepingCapacity: true)
         }
-        for (number, page) in pages {
+        for i in range {
+            let number = pages[i].0
             let follows = !run.isEmpty && UInt64(runStart) + UInt64(run.count) == UInt64(number.rawValue)
             if !follows || run.count == runLimit {
                 try flush()
                 runStart = number.rawValue
             }
-            run.append(page.withUnsafeBytes { $0 })
+            if sealing { pages[i].1.seal(number: number) }
+            run.append(pages[i].1.withUnsafeBytes { $0 })
             if Int(number.rawValue) < flaggedPages { pdb_bit_clear(verified, UInt64(number.rawValue)) }
         }
         try flush()

@@ -16,9 +16,10 @@ public struct Options: Sendable {
     /// not once to the log and again at the checkpoint. Such a commit's change set is not
     /// retained (`changes(after:)` throws `changesNotRetained` for it), as PostgreSQL's
     /// `wal_level = minimal` does for bulk loads. A durable commit that changes at least
-    /// max(this, `autoCheckpointFrames`) existing pages moves its changed nodes to new pages at
-    /// the end of the file first (copy-on-write, as LMDB does), so it too is written once; the
-    /// old pages are freed for later commits. nil sends every page through the log.
+    /// max(this, `autoCheckpointFrames`) existing pages, and at least 1/64 of the partition's,
+    /// moves its changed nodes to new pages at the end of the file first (copy-on-write, as LMDB
+    /// does), so it too is written once; the old pages are freed for later commits (while free
+    /// pages stay at most half the file). nil sends every page through the log.
     public var directWritePages: Int? = 1024
 
     /// Replaces max(`directWritePages`, `autoCheckpointFrames`) as the number of changed existing

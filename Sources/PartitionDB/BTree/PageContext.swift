@@ -41,10 +41,39 @@ final class WriteContext: PageContext {
     private var sparePath: BTree.Path = []
     /// Grows with every change, so cursors know to find their place again.
     private(set) var changeCount = 0
+    /// One bit per page of the snapshot, set when the page may be in `dirty`, made once `dirty`
+    /// holds `summaryThreshold` pages: a descent through pages the transaction has not changed
+    /// (most levels of a large removal) then skips the map's probe, a cache miss of its own in
+    /// a map of tens of thousands of pages. Bits are never cleared (a stale bit costs a probe),
+    /// and pages beyond the snapshot's end are always looked up.
+    private var mayBeChanged: [UInt64] = []
+    private static let summaryThreshold = 1024
 
     override func page(_ number: PageNumber) throws -> Page {
-        if let page = dirty[number.rawValue] { return page }
+        if !isSurelyUnchanged(number), let page = dirty[number.rawValue] { return page }
         return try super.page(number)
+    }
+
+    @inline(__always) private func isSurelyUnchanged(_ number: PageNumber) -> Bool {
+        let bit = Int(number.rawValue)
+        guard bit >> 6 < mayBeChanged.count else { return false }
+        return mayBeChanged[bit >> 6] & (1 << UInt64(bit & 63)) == 0
+    }
+
+    /// The one way pages enter `dirty`, so that `mayBeChanged` covers each.
+    private func store(_ number: PageNumber, _ page: Page) {
+        dirty[number.rawValue] = page
+        if !mayBeChanged.isEmpty {
+            markMaybeChanged(number)
+        } else if dirty.count >= WriteContext.summaryThreshold {
+            mayBeChanged = [UInt64](repeating: 0, count: (Int(snapshot.header.pageCount) + 63) / 64)
+            for key in dirty.allKeys { markMaybeChanged(PageNumber(key)) }
+        }
+    }
+
+    private func markMaybeChanged(_ number: PageNumber) {
+        let bit = Int(number.rawValue)
+        if bit >> 6 < mayBeChanged.count { mayBeChanged[bit >> 6] |= 1 << UInt64(bit & 63) }
     }
 
     /// An empty path array with room for a descent, reused from the last one.
@@ -65,7 +94,9 @@ final class WriteContext: PageContext {
     /// changed: a borrowed view (`Page.borrowed`), valid only until the transaction's next change.
     /// Descents use it, so a level costs no reference count (a cache miss of its own).
     func borrowedNode(_ number: PageNumber) throws -> Page {
-        if let view = dirty.borrowedPage(number.rawValue) { return try checkedNode(view, number) }
+        if !isSurelyUnchanged(number), let view = dirty.borrowedPage(number.rawValue) {
+            return try checkedNode(view, number)
+        }
         // Not changed by this transaction: the snapshot's page (without looking in `dirty` again).
         return try checkedNode(super.page(number), number)
     }
@@ -73,15 +104,15 @@ final class WriteContext: PageContext {
     /// Changes page `number` in place, copying it into the transaction first.
     func modify<T>(_ number: PageNumber, _ body: (inout Page) throws -> T) throws -> T {
         changeCount += 1
-        if let result = try dirty.modify(number.rawValue, body) { return result }
-        dirty[number.rawValue] = try super.page(number)
+        if !isSurelyUnchanged(number), let result = try dirty.modify(number.rawValue, body) { return result }
+        store(number, try super.page(number))
         return try dirty.modify(number.rawValue, body)!
     }
 
     func put(_ number: PageNumber, _ page: Page) {
         precondition(number != .header, "the header page is written from `header`")
         changeCount += 1
-        dirty[number.rawValue] = page
+        store(number, page)
     }
 
     /// Gives changed page `number` the number `target`, which holds no page of this transaction.
@@ -89,7 +120,7 @@ final class WriteContext: PageContext {
         precondition(dirty[target.rawValue] == nil, "renumbering onto a changed page")
         guard let page = dirty[number.rawValue] else { preconditionFailure("renumbering an unchanged page") }
         dirty[number.rawValue] = nil
-        dirty[target.rawValue] = page
+        store(target, page)
         changeCount += 1
     }
 
@@ -101,7 +132,7 @@ final class WriteContext: PageContext {
 
     /// The kind of page `number` if this transaction changed it, else nil.
     func changedKind(_ number: PageNumber) -> UInt8? {
-        dirty.borrowedPage(number.rawValue)?.kind
+        isSurelyUnchanged(number) ? nil : dirty.borrowedPage(number.rawValue)?.kind
     }
 
     /// How many pages this transaction changed with numbers below `limit`.
@@ -116,6 +147,7 @@ final class WriteContext: PageContext {
     /// otherwise be in memory twice).
     func takePagesForCommit() -> [(PageNumber, Page)] {
         var pages = dirty.takePages()
+        mayBeChanged = []
         pages.append((.header, header.encode()))
         return pages
     }

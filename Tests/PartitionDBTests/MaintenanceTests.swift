@@ -4,13 +4,24 @@ import XCTest
 @testable import PartitionDB
 
 final class MaintenanceTests: XCTestCase {
-    func makeDatabase(_ name: String = #function) throws -> (Database, String) {
+    func makeDatabase(options: Options = Options(), _ name: String = #function) throws -> (Database, String) {
         let path = try temporaryDirectory(self, name)
-        let db = try Database.create(at: path, region: eu)
+        let db = try Database.create(at: path, region: eu, options: options)
+        db.setResolver(MaintenanceTests.subjectsInEU())
+        return (db, path)
+    }
+
+    func reopen(_ path: String, options: Options) throws -> Database {
+        let db = try Database.open(at: path, region: eu, options: options)
+        db.setResolver(MaintenanceTests.subjectsInEU())
+        return db
+    }
+
+    /// Subjects s0 ... s9, the owners `fill` uses, all at home in `eu`.
+    static func subjectsInEU() -> FixedResolver {
         let resolver = FixedResolver()
         for i in 0..<10 { resolver.set("s\(i)", eu) }
-        db.setResolver(resolver)
-        return (db, path)
+        return resolver
     }
 
     func fill(_ p: Partition, from: Int, to: Int) throws {
@@ -161,13 +172,9 @@ final class MaintenanceTests: XCTestCase {
     /// log: its data reads back (before and after reopening) and checks clean, and the change
     /// stream restarts after it, with `changesNotRetained` for anything older.
     func testLargeCommitsWriteNewPagesStraightIntoThePartitionFile() throws {
-        let path = try temporaryDirectory(self)
         var options = Options()
         options.directWritePages = 16
-        let resolver = FixedResolver()
-        for i in 0..<10 { resolver.set("s\(i)", eu) }
-        var db = try Database.create(at: path, region: eu, options: options)
-        db.setResolver(resolver)
+        var (db, path) = try makeDatabase(options: options)
         var p = try db.createPartition("p")
         try fill(p, from: 0, to: 10)
         let beforeBulk = p.lastLSN
@@ -187,8 +194,7 @@ final class MaintenanceTests: XCTestCase {
         // The same commit with the option off goes through the log and has a change set.
         try db.close()
         options.directWritePages = nil
-        db = try Database.open(at: path, region: eu, options: options)
-        db.setResolver(resolver)
+        db = try reopen(path, options: options)
         p = try db.partition("p")
         XCTAssertEqual(try contents(p).count, 3_005)
         XCTAssertTrue(try p.check().isClean)
@@ -205,14 +211,10 @@ final class MaintenanceTests: XCTestCase {
     /// old record, the old pages are freed and the next commits reuse them, and everything checks
     /// clean before and after reopening.
     func testLargeChangesMoveToNewPagesWrittenOnce() throws {
-        let path = try temporaryDirectory(self)
         var options = Options()
         options.directWritePages = 16
         options.autoCheckpointFrames = 64
-        let resolver = FixedResolver()
-        for i in 0..<10 { resolver.set("s\(i)", eu) }
-        var db = try Database.create(at: path, region: eu, options: options)
-        db.setResolver(resolver)
+        var (db, path) = try makeDatabase(options: options)
         var p = try db.createPartition("p")
         try fill(p, from: 0, to: 3_000)
         try p.checkpoint()
@@ -262,10 +264,42 @@ final class MaintenanceTests: XCTestCase {
         let final = try contents(p)
         XCTAssertEqual(final.count, 1_700)
         try db.close()
-        db = try Database.open(at: path, region: eu, options: options)
-        db.setResolver(resolver)
+        db = try reopen(path, options: options)
         p = try db.partition("p")
         XCTAssertEqual(try contents(p), final)
+        XCTAssertTrue(try p.check().isClean)
+        try db.close()
+    }
+
+    /// A transaction that changes more existing pages than `WriteContext`'s summary threshold
+    /// (1,024), so that descents consult its bitmap of possibly changed pages, reads its own
+    /// changes inside the transaction, and they are what commits. With the log path only
+    /// (`directWritePages` nil), so no page moves.
+    func testLargeTransactionReadsItsOwnChanges() throws {
+        var options = Options()
+        options.directWritePages = nil
+        let (db, _) = try makeDatabase(options: options)
+        let p = try db.createPartition("p")
+        let count = 12_000
+        func key(_ i: Int) -> [UInt8] { bytes(String(format: "k%06d", i)) }
+        func value(_ i: Int, _ round: Int) -> [UInt8] { [UInt8](repeating: UInt8((i + round) & 0xFF), count: 300) }
+        try p.write { tx in
+            for i in 0..<count { try tx.put("t", key(i), value(i, 0), owner: try SubjectID("s\(i % 10)")) }
+        }
+        let pagesBefore = try p.openPager().latestSnapshot.header.pageCount
+        XCTAssertGreaterThan(pagesBefore, 1_100)
+        try p.write { tx in
+            for i in 0..<count { try tx.put("t", key(i), value(i, 1), owner: try SubjectID("s\(i % 10)")) }
+            for i in stride(from: 0, to: count, by: 7) { XCTAssertTrue(try tx.delete("t", key(i))) }
+            for i in 0..<count {
+                XCTAssertEqual(try tx.get("t", key(i)), i % 7 == 0 ? nil : value(i, 1), "record \(i) inside")
+            }
+        }
+        try p.read { tx in
+            for i in 0..<count {
+                XCTAssertEqual(try tx.get("t", key(i)), i % 7 == 0 ? nil : value(i, 1), "record \(i) after")
+            }
+        }
         XCTAssertTrue(try p.check().isClean)
         try db.close()
     }

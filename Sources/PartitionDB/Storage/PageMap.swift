@@ -90,21 +90,19 @@ struct PageMap<Value> {
 
     private mutating func grow() {
         var bigger = PageMap(capacity: slots.count)
-        // Moved out one by one (no reference counting of the values on the way).
-        var old: [Slot] = []
-        swap(&old, &slots)
-        while let slot = old.popLast() {
-            if slot.key != PageMap.emptyKey { bigger[slot.key] = slot.value }
-        }
+        drain { bigger[$0] = $1 }
         self = bigger
     }
 
-    /// Every (key, value), in no particular order.
-    var entries: [(UInt32, Value)] {
-        var result: [(UInt32, Value)] = []
-        result.reserveCapacity(count)
-        for slot in slots where slot.key != PageMap.emptyKey { result.append((slot.key, slot.value!)) }
-        return result
+    /// Empties the map, handing each (key, value) to `body` in no particular order. The values
+    /// are moved out one by one: no reference counting on the way.
+    private mutating func drain(_ body: (UInt32, Value) -> Void) {
+        var old: [Slot] = []
+        swap(&old, &slots)
+        while let slot = old.popLast() {
+            if slot.key != PageMap.emptyKey { body(slot.key, slot.value!) }
+        }
+        self = PageMap()
     }
 
     var allKeys: [UInt32] { slots.compactMap { $0.key == PageMap.emptyKey ? nil : $0.key } }
@@ -116,12 +114,7 @@ extension PageMap where Value == Page {
     mutating func takePages() -> [(PageNumber, Page)] {
         var result: [(PageNumber, Page)] = []
         result.reserveCapacity(count)
-        var old: [Slot] = []
-        swap(&old, &slots)
-        while let slot = old.popLast() {
-            if slot.key != PageMap.emptyKey { result.append((PageNumber(slot.key), slot.value!)) }
-        }
-        self = PageMap()
+        drain { result.append((PageNumber($0), $1)) }
         return result
     }
 

@@ -122,7 +122,7 @@ enum BTree {
                 let offset = page.cellOffset(j < index ? j : j - 1)
                 return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + page.leafCellSize(at: offset)])
             }
-            let sizes = (0..<count).map { cellAt($0).count + 2 }
+            let sizes = (0..<count).map { cellAt($0).count + NodeLayout.slotSize }
             let middle = splitPoint(
                 sizes: sizes, usable: context.pageSize - NodeLayout.headerSize, dropsMiddle: false,
                 appending: index == count - 1)
@@ -147,7 +147,7 @@ enum BTree {
         let page = try context.page(number)
         let isLeaf = page.isLeaf
         let usable = context.pageSize - NodeLayout.headerSize
-        let sizes = cells.map { $0.count + 2 }
+        let sizes = cells.map { $0.count + NodeLayout.slotSize }
         let middle = splitPoint(sizes: sizes, usable: usable, dropsMiddle: !isLeaf, appending: appending)
 
         let leftCells: [[UInt8]]
@@ -325,7 +325,7 @@ enum BTree {
         if !leftPage.isLeaf {
             let separator = parentPage.branchKey(separatorIndex)
             cells.append(Page.branchCell(child: PageNumber(leftPage.u32(NodeLayout.linkOffset)), key: separator))
-            extra = NodeLayout.branchCellHeader + separator.count + 2
+            extra = NodeLayout.branchCellHeader + separator.count + NodeLayout.slotSize
             link = PageNumber(rightPage.u32(NodeLayout.linkOffset))
         }
         guard leftPage.usedBytes + rightPage.usedBytes + extra <= usable else { return }

@@ -6,11 +6,16 @@ import CPartitionSupport
     import Darwin
 #endif
 
-/// Leaf and branch pages: slotted pages with a header, an array of 2-byte cell offsets growing
-/// up from the header, and cells growing down from the end of the page.
+/// Leaf and branch pages: slotted pages with a header, an array of slots growing up from the
+/// header, and cells growing down from the end of the page. A slot holds its cell's offset and
+/// the first four bytes of its key (the key's head), so a binary search reads the slot array,
+/// a few adjacent cache lines, and touches a cell only when two heads are equal.
 /// Layout: spec/file-format.md#leaf-and-branch-pages
 enum NodeLayout {
     static let headerSize = 20
+    /// A slot: the cell's offset (u16), then the key's head (4 bytes).
+    static let slotSize = 6
+    static let slotHeadOffset = 2
     static let kindOffset = 4
     static let cellCountOffset = 6
     static let contentStartOffset = 8
@@ -23,7 +28,28 @@ enum NodeLayout {
     static let branchCellHeader = 6
 
     /// The largest cell a node may hold, so that any full node plus one cell splits into two nodes.
-    static func maxCell(pageSize: Int) -> Int { (pageSize - headerSize) / 3 - 2 }
+    static func maxCell(pageSize: Int) -> Int { (pageSize - headerSize) / 3 - slotSize }
+
+    @inline(__always) static func slot(_ index: Int) -> Int { headerSize + slotSize * index }
+
+    /// The head of `key`: its first four bytes, zero-padded, read big-endian, so that heads
+    /// order as the keys do whenever two heads differ (equal heads say nothing).
+    @inline(__always) static func head(of key: UnsafeRawBufferPointer) -> UInt32 {
+        if key.count >= 4 { return UInt32(bigEndian: key.loadUnaligned(as: UInt32.self)) }
+        var head: UInt32 = 0
+        for i in 0..<4 { head = head << 8 | UInt32(i < key.count ? key[i] : 0) }
+        return head
+    }
+
+    /// The key of a leaf (`isLeaf`) or branch cell.
+    @inline(__always) static func key(ofCell cell: UnsafeRawBufferPointer, isLeaf: Bool) -> UnsafeRawBufferPointer {
+        let lengthAt = isLeaf ? 0 : 4
+        let start = isLeaf ? leafCellHeader : branchCellHeader
+        precondition(cell.count >= start, "cell shorter than its header")
+        let length = Int(UInt16(littleEndian: cell.loadUnaligned(fromByteOffset: lengthAt, as: UInt16.self)))
+        precondition(start + length <= cell.count, "key outside its cell")
+        return UnsafeRawBufferPointer(rebasing: cell[start..<start + length])
+    }
 }
 
 /// Where a leaf cell keeps its value.
@@ -50,13 +76,28 @@ extension Page {
     var cellCount: Int { Int(u16(NodeLayout.cellCountOffset)) }
     var contentStart: Int { Int(u32(NodeLayout.contentStartOffset)) }
     var fragmentedBytes: Int { Int(u32(NodeLayout.fragmentedOffset)) }
-    var contiguousFree: Int { contentStart - (NodeLayout.headerSize + 2 * cellCount) }
+    var contiguousFree: Int { contentStart - NodeLayout.slot(cellCount) }
     var totalFree: Int { contiguousFree + fragmentedBytes }
     var usedBytes: Int { size - NodeLayout.headerSize - totalFree }
 
     @inline(__always) func cellOffset(_ index: Int) -> Int {
         precondition(index >= 0 && index < cellCount, "cell index out of range")
-        return Int(u16(NodeLayout.headerSize + 2 * index))
+        return Int(u16(NodeLayout.slot(index)))
+    }
+
+    /// The head stored in slot `index` (`NodeLayout.head(of:)` of the cell's key).
+    func slotHead(_ index: Int) -> UInt32 {
+        precondition(index >= 0 && index < cellCount, "cell index out of range")
+        // The head's bytes are the key's, in key order: big-endian.
+        return u32(NodeLayout.slot(index) + NodeLayout.slotHeadOffset).byteSwapped
+    }
+
+    /// Writes slot `index`: the offset of `cell`, stored at `offset`, and its key's head.
+    private mutating func setSlot(_ index: Int, offset: Int, cell: UnsafeRawBufferPointer, isLeaf: Bool) {
+        let slot = NodeLayout.slot(index)
+        setU16(slot, UInt16(offset))
+        let head = NodeLayout.head(of: NodeLayout.key(ofCell: cell, isLeaf: isLeaf))
+        setU32(slot + NodeLayout.slotHeadOffset, head.byteSwapped)
     }
 
     // MARK: Leaf cells: keyLength u16, ownerLength u8, valueKind u8, valueLength u32, key, owner, value or page.
@@ -209,6 +250,7 @@ extension Page {
     /// `stopAtEqual`, the cell whose key equals it, or else the first greater). The hot loop of
     /// every lookup, so it reads the slots and keys directly, with one bounds check per key in
     /// place of the accessors' checks per field; a damaged slot still stops at a precondition.
+    /// Each step compares heads first and reads the cell's key only when they are equal.
     @inline(__always)
     private static func search(
         _ key: UnsafeRawBufferPointer, in page: UnsafeRawBufferPointer, keyHeader: Int, lengthAt: Int,
@@ -218,30 +260,26 @@ extension Page {
         let size = page.count
         let count = Int(
             UInt16(littleEndian: base.loadUnaligned(fromByteOffset: NodeLayout.cellCountOffset, as: UInt16.self)))
-        precondition(NodeLayout.headerSize + 2 * count <= size, "cell slots outside the page")
+        precondition(NodeLayout.slot(count) <= size, "cell slots outside the page")
+        let keyHead = NodeLayout.head(of: key)
         let keyCount = key.count
         var low = 0
         var high = count
         while low < high {
             let mid = (low + high) >> 1
-            let offset = Int(
-                UInt16(
-                    littleEndian: base.loadUnaligned(fromByteOffset: NodeLayout.headerSize + 2 * mid, as: UInt16.self)))
-            precondition(offset + keyHeader <= size, "cell outside the page")
-            let length = Int(
-                UInt16(littleEndian: base.loadUnaligned(fromByteOffset: offset + lengthAt, as: UInt16.self)))
-            let start = offset + keyHeader
-            precondition(start + length <= size, "key outside the page")
-            let cellKey = base + start
-            var order = 0
-            let common = min(keyCount, length)
-            if common >= 8 {
-                let a = UInt64(bigEndian: key.baseAddress!.loadUnaligned(as: UInt64.self))
-                let b = UInt64(bigEndian: cellKey.loadUnaligned(as: UInt64.self))
-                if a != b { order = a < b ? -1 : 1 }
-            }
+            let slot = base + NodeLayout.slot(mid)
+            let cellHead = UInt32(
+                bigEndian: slot.loadUnaligned(fromByteOffset: NodeLayout.slotHeadOffset, as: UInt32.self))
+            var order = keyHead < cellHead ? -1 : (keyHead > cellHead ? 1 : 0)
             if order == 0 {
-                order = common == 0 ? 0 : Int(memcmp(key.baseAddress!, cellKey, common))
+                let offset = Int(UInt16(littleEndian: slot.loadUnaligned(as: UInt16.self)))
+                precondition(offset + keyHeader <= size, "cell outside the page")
+                let length = Int(
+                    UInt16(littleEndian: base.loadUnaligned(fromByteOffset: offset + lengthAt, as: UInt16.self)))
+                let start = offset + keyHeader
+                precondition(start + length <= size, "key outside the page")
+                let common = min(keyCount, length)
+                order = common == 0 ? 0 : Int(memcmp(key.baseAddress!, base + start, common))
                 if order == 0 { order = keyCount - length }
             }
             if order < 0 {
@@ -264,7 +302,7 @@ extension Page {
 
     mutating func insertCell(_ cell: UnsafeRawBufferPointer, at index: Int) -> Bool {
         precondition(index >= 0 && index <= cellCount, "insert index out of range")
-        let needed = cell.count + 2
+        let needed = cell.count + NodeLayout.slotSize
         if contiguousFree < needed {
             guard totalFree >= needed else { return false }
             defragment()
@@ -273,9 +311,9 @@ extension Page {
         let start = contentStart - cell.count
         setBytes(at: start, cell)
         setU32(NodeLayout.contentStartOffset, UInt32(start))
-        let slot = NodeLayout.headerSize + 2 * index
-        moveBytes(from: slot, to: slot + 2, count: 2 * (count - index))
-        setU16(slot, UInt16(start))
+        let slot = NodeLayout.slot(index)
+        moveBytes(from: slot, to: slot + NodeLayout.slotSize, count: NodeLayout.slotSize * (count - index))
+        setSlot(index, offset: start, cell: cell, isLeaf: isLeaf)
         setU16(NodeLayout.cellCountOffset, UInt16(count + 1))
         return true
     }
@@ -284,8 +322,8 @@ extension Page {
         let count = cellCount
         let offset = cellOffset(index)
         let size = cellSize(at: offset)
-        let slot = NodeLayout.headerSize + 2 * index
-        moveBytes(from: slot + 2, to: slot, count: 2 * (count - index - 1))
+        let slot = NodeLayout.slot(index)
+        moveBytes(from: slot + NodeLayout.slotSize, to: slot, count: NodeLayout.slotSize * (count - index - 1))
         setU16(NodeLayout.cellCountOffset, UInt16(count - 1))
         if offset == contentStart {
             setU32(NodeLayout.contentStartOffset, UInt32(offset + size))
@@ -313,13 +351,14 @@ extension Page {
         var page = Page(size: size)
         page.setU8(NodeLayout.kindOffset, kind)
         page.setU32(NodeLayout.linkOffset, link.rawValue)
+        let isLeaf = kind == PageKind.leaf.rawValue
         var end = size
         for i in 0..<count {
             withCell(i) { cell in
-                precondition(end - cell.count >= NodeLayout.headerSize + 2 * (i + 1), "rebuilt node overflows its page")
+                precondition(end - cell.count >= NodeLayout.slot(i + 1), "rebuilt node overflows its page")
                 end -= cell.count
                 page.setBytes(at: end, cell)
-                page.setU16(NodeLayout.headerSize + 2 * i, UInt16(end))
+                page.setSlot(i, offset: end, cell: cell, isLeaf: isLeaf)
             }
         }
         page.setU16(NodeLayout.cellCountOffset, UInt16(count))
@@ -341,14 +380,20 @@ extension Page {
     func nodeStructureProblem() -> String? {
         let count = cellCount
         let start = contentStart
-        guard start <= size, NodeLayout.headerSize + 2 * count <= start else { return "cell area overlaps header" }
+        guard start <= size, NodeLayout.slot(count) <= start else { return "cell area overlaps header" }
         guard fragmentedBytes <= size else { return "impossible fragmented size" }
         for i in 0..<count {
-            let offset = Int(u16(NodeLayout.headerSize + 2 * i))
+            let offset = Int(u16(NodeLayout.slot(i)))
             guard offset >= start, offset + (isLeaf ? NodeLayout.leafCellHeader : NodeLayout.branchCellHeader) <= size
             else { return "cell \(i) starts outside the content area" }
-            guard offset + cellSize(at: offset) <= size else { return "cell \(i) ends outside the page" }
+            let cellSize = cellSize(at: offset)
+            guard offset + cellSize <= size else { return "cell \(i) ends outside the page" }
             if isLeaf && u8(offset + 3) > 1 { return "cell \(i) has an unknown value kind" }
+            // A wrong head would send searches the wrong way without any check noticing.
+            let head = withBytes(at: offset, count: cellSize) {
+                NodeLayout.head(of: NodeLayout.key(ofCell: $0, isLeaf: isLeaf))
+            }
+            guard head == slotHead(i) else { return "slot \(i) holds a head that is not its key's" }
         }
         return nil
     }

@@ -1,7 +1,7 @@
 /// The decoded contents of page 0. Layout: spec/file-format.md#header-page
 struct PartitionHeader: Equatable {
     static let magic: [UInt8] = Array("PDBPART\0".utf8)
-    static let formatVersion: UInt32 = 1
+    static let formatVersion: UInt32 = 2
     static let minPageSize = 4096
     static let maxPageSize = 32768
 
@@ -56,7 +56,9 @@ struct PartitionHeader: Equatable {
         let page = Page(bytes: prefix)
         let version = page.u32(16)
         guard version == formatVersion else {
-            throw bad("format version \(version), this build reads version \(formatVersion)")
+            throw bad(
+                "format version \(version), this build reads version \(formatVersion) only; open the file with "
+                    + "the release that wrote it and copy its records into a new partition")
         }
         let size = Int(page.u32(20))
         guard isValidPageSize(size) else { throw bad("impossible page size \(size)") }

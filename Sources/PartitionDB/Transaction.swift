@@ -70,7 +70,10 @@ public class ReadTransaction {
     /// Tables this transaction has looked up, and the last one (most operations name the same
     /// table over and over; comparing the name is cheaper than hashing it).
     var tableCache: [String: TableState] = [:]
-    var lastTable: (name: String, state: TableState)? = nil
+    /// The last table looked up, kept as two fields rather than a tuple: the fast path compares
+    /// the name in place, without copying (and reference counting) a tuple on every call.
+    private var lastTableName: String? = nil
+    private var lastTableState: TableState? = nil
     var isFinished = false
 
     init(context: PageContext, partition: Partition) {
@@ -91,9 +94,9 @@ public class ReadTransaction {
 
     func tableState(_ name: String) throws -> TableState? {
         checkOpen()
-        if let last = lastTable, last.name == name { return last.state }
+        if lastTableName == name { return lastTableState }
         if let state = tableCache[name] {
-            lastTable = (name, state)
+            remember(name, state)
             return state
         }
         let found = try BTree.find(Array(name.utf8), root: context.header.catalogRoot, in: context)
@@ -107,8 +110,14 @@ public class ReadTransaction {
         }
         let state = TableState(info: info)
         tableCache[name] = state
-        lastTable = (name, state)
+        remember(name, state)
         return state
+    }
+
+    /// Makes `state` the table the next lookup of `name` finds first; nil forgets it.
+    func remember(_ name: String, _ state: TableState?) {
+        lastTableName = state == nil ? nil : name
+        lastTableState = state
     }
 
     func requireTable(_ name: String) throws -> TableInfo {

@@ -4,7 +4,13 @@ public final class WriteTransaction: ReadTransaction {
     public static let maxKeySize = 1024
     public static let maxValueSize = 64 << 20
 
-    var writeContext: WriteContext { context as! WriteContext }
+    /// `context`, typed: a stored reference, so the write path neither casts nor retains it.
+    let writeContext: WriteContext
+
+    init(context: WriteContext, partition: Partition) {
+        writeContext = context
+        super.init(context: context, partition: partition)
+    }
     /// Set when an operation failed after it had begun changing pages: the transaction can only roll back.
     var isBroken = false
 
@@ -20,7 +26,7 @@ public final class WriteTransaction: ReadTransaction {
             state.changed = true
             writeContext.header.nextTableID += 1
             tableCache[table] = state
-            lastTable = (table, state)
+            remember(table, state)
         }
         return true
     }
@@ -47,7 +53,7 @@ public final class WriteTransaction: ReadTransaction {
             try BTree.clear(root: info.root, in: writeContext, freeRoot: true)
             _ = try BTree.delete(Array(table.utf8), root: writeContext.header.catalogRoot, in: writeContext)
             tableCache[table] = nil
-            lastTable = nil
+            remember(table, nil)
         }
         return true
     }
@@ -71,8 +77,12 @@ public final class WriteTransaction: ReadTransaction {
         checkOpen()
         try validate(keySize: key.count, valueSize: value.count)
         try partition.checkResidency(owner: owner)
-        if try tableState(table) == nil { try createTable(table) }
-        try changing { try putUnchecked(table, key, value, owner: owner.map { Array($0.rawValue.utf8) } ?? []) }
+        var state = try tableState(table)
+        if state == nil {
+            try createTable(table)
+            state = try tableState(table)
+        }
+        try changing { try putUnchecked(state!, key, value, owner: owner.map { Array($0.rawValue.utf8) } ?? []) }
     }
 
     /// The write path after the residency check: used by `put` and by compaction's copy.
@@ -88,6 +98,12 @@ public final class WriteTransaction: ReadTransaction {
         guard let state = try tableState(table) else {
             throw PartitionDBError.noSuchTable(partition: partition.name, table: table)
         }
+        try putUnchecked(state, key, value, owner: owner)
+    }
+
+    private func putUnchecked(
+        _ state: TableState, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, owner: [UInt8]
+    ) throws {
         let info = state.info
         let ctx = writeContext
         let inlineSize = NodeLayout.leafCellHeader + key.count + owner.count + value.count

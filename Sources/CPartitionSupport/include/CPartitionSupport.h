@@ -35,6 +35,11 @@ static inline void pdb_prefetch(const void *address, size_t count) {
     for (size_t offset = 0; offset < count; offset += 64) __builtin_prefetch((const char *)address + offset);
 }
 
+// The same for memory about to be written: the lines arrive ready for a store.
+static inline void pdb_prefetch_for_write(const void *address, size_t count) {
+    for (size_t offset = 0; offset < count; offset += 64) __builtin_prefetch((const char *)address + offset, 1);
+}
+
 /// Continues the CRC-32C (Castagnoli) `crc` (start with 0) over `count` bytes at `data`.
 uint32_t pdb_crc32c(uint32_t crc, const void *data, size_t count);
 

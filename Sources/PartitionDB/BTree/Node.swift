@@ -222,6 +222,21 @@ extension Page {
         pdb_prefetch(base + offset, min(256, size - offset))
     }
 
+    /// Starts loading the node's header and its first slots (192 bytes, a leaf's whole slot
+    /// array with the default page size and small records) into the CPU's caches.
+    @inline(__always) func prefetchHeaderAndSlots() {
+        pdb_prefetch(base, min(192, size))
+    }
+
+    /// Starts loading the `count` bytes just below the cell area, where `insertCell` writes its
+    /// cell when the node has room, so the copy does not stall on memory the node has never
+    /// touched (a cold line's store otherwise holds up the next atomic reference count).
+    @inline(__always) func prefetchInsertionArea(count: Int) {
+        let start = contentStart - count
+        guard start >= NodeLayout.headerSize, count > 0 else { return }
+        pdb_prefetch_for_write(base + start, count)
+    }
+
     // MARK: Search
 
     /// Leaves: the first cell whose key is >= `key`, and whether it is equal.

@@ -26,6 +26,9 @@ class PageContext {
     }
 
     func checkedNode(_ page: Page, _ number: PageNumber) throws -> Page {
+        // The header and the first slots together: the search that follows reads the slots, and
+        // asking for all three cache lines at once overlaps their misses instead of queuing them.
+        page.prefetchHeaderAndSlots()
         guard page.kind == PageKind.leaf.rawValue || page.kind == PageKind.branch.rawValue else {
             throw PartitionDBError.corruptPage(
                 file: path, page: number.rawValue, reason: "expected a leaf or branch page")
@@ -36,7 +39,7 @@ class PageContext {
 
 /// The pages of a write transaction: its own changed copies over the snapshot it started from.
 final class WriteContext: PageContext {
-    private(set) var dirty = PageMap<Page>()
+    private(set) var dirty: ChangedPages
     /// An emptied path array kept for the next descent (`BTree.locate`).
     private var sparePath: BTree.Path = []
     /// Grows with every change, so cursors know to find their place again.
@@ -48,6 +51,11 @@ final class WriteContext: PageContext {
     /// and pages beyond the snapshot's end are always looked up.
     private var mayBeChanged: [UInt64] = []
     private static let summaryThreshold = 1024
+
+    override init(pager: Pager, snapshot: Pager.Snapshot) {
+        dirty = ChangedPages(firstAdded: snapshot.header.pageCount)
+        super.init(pager: pager, snapshot: snapshot)
+    }
 
     override func page(_ number: PageNumber) throws -> Page {
         if !isSurelyUnchanged(number), let page = dirty[number.rawValue] { return page }
@@ -67,7 +75,7 @@ final class WriteContext: PageContext {
             markMaybeChanged(number)
         } else if dirty.count >= WriteContext.summaryThreshold {
             mayBeChanged = [UInt64](repeating: 0, count: (Int(snapshot.header.pageCount) + 63) / 64)
-            for key in dirty.allKeys { markMaybeChanged(PageNumber(key)) }
+            for key in dirty.allNumbers { markMaybeChanged(PageNumber(key)) }
         }
     }
 
@@ -86,7 +94,7 @@ final class WriteContext: PageContext {
     }
 
     /// Keeps `path`'s storage for the next descent.
-    func recyclePath(_ path: BTree.Path) {
+    func recyclePath(_ path: consuming BTree.Path) {
         sparePath = path
     }
 
@@ -137,7 +145,7 @@ final class WriteContext: PageContext {
 
     /// How many pages this transaction changed with numbers below `limit`.
     func changedPageCount(below limit: UInt32) -> Int {
-        dirty.allKeys.reduce(0) { $0 + ($1 < limit ? 1 : 0) }
+        dirty.allNumbers.reduce(0) { $0 + ($1 < limit ? 1 : 0) }
     }
 
     var pageSize: Int { header.pageSize }

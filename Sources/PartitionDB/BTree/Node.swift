@@ -144,6 +144,7 @@ extension Page {
     /// Builds the leaf cell for `key` in temporary memory (on the stack when small) and lends it
     /// to `body`: the write path's cells need no heap allocation. With `overflow`, `value` is
     /// ignored and the cell points at the chain.
+    @inline(__always)
     static func withLeafCell<T>(
         key: UnsafeRawBufferPointer, owner: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
         overflow: (PageNumber, Int)?, _ body: (UnsafeRawBufferPointer) throws -> T

@@ -38,18 +38,25 @@ class PageContext {
 }
 
 /// The pages of a write transaction: its own changed copies over the snapshot it started from.
+///
+/// The properties every insert and removal touches are `@exclusivity(unchecked)`: the runtime's
+/// dynamic exclusivity checks on them (a thread-local access set, twice per B+tree level) cost
+/// about a tenth of a bulk load. A write context belongs to one transaction on one thread, and
+/// no access to these properties overlaps another: `modify` finishes its change of `dirty` before
+/// it returns, and the closures it runs change only the page they are given. The debug test suite
+/// runs with checked builds of everything else, and would catch a new overlap through them.
 final class WriteContext: PageContext {
-    private(set) var dirty: ChangedPages
+    @exclusivity(unchecked) private(set) var dirty: ChangedPages
     /// An emptied path array kept for the next descent (`BTree.locate`).
-    private var sparePath: BTree.Path = []
+    @exclusivity(unchecked) private var sparePath: BTree.Path = []
     /// Grows with every change, so cursors know to find their place again.
-    private(set) var changeCount = 0
+    @exclusivity(unchecked) private(set) var changeCount = 0
     /// One bit per page of the snapshot, set when the page may be in `dirty`, made once `dirty`
     /// holds `summaryThreshold` pages: a descent through pages the transaction has not changed
     /// (most levels of a large removal) then skips the map's probe, a cache miss of its own in
     /// a map of tens of thousands of pages. Bits are never cleared (a stale bit costs a probe),
     /// and pages beyond the snapshot's end are always looked up.
-    private var mayBeChanged: [UInt64] = []
+    @exclusivity(unchecked) private var mayBeChanged: [UInt64] = []
     private static let summaryThreshold = 1024
 
     override init(pager: Pager, snapshot: Pager.Snapshot) {

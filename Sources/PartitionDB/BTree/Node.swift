@@ -229,9 +229,9 @@ extension Page {
         pdb_prefetch(base, min(192, size))
     }
 
-    /// Starts loading the `count` bytes just below the cell area, where `insertCell` writes its
-    /// cell when the node has room, so the copy does not stall on memory the node has never
-    /// touched (a cold line's store otherwise holds up the next atomic reference count).
+    /// Starts loading, for writing, the `count` bytes just below the cell area, where
+    /// `insertCell` writes its cell when the node has room: the lines are requested while the
+    /// search runs instead of when the copy stores into them.
     @inline(__always) func prefetchInsertionArea(count: Int) {
         let start = contentStart - count
         guard start >= NodeLayout.headerSize, count > 0 else { return }

@@ -41,10 +41,10 @@ class PageContext {
 ///
 /// The properties every insert and removal touches are `@exclusivity(unchecked)`: the runtime's
 /// dynamic exclusivity checks on them (a thread-local access set, twice per B+tree level) cost
-/// about a tenth of a bulk load. A write context belongs to one transaction on one thread, and
-/// no access to these properties overlaps another: `modify` finishes its change of `dirty` before
-/// it returns, and the closures it runs change only the page they are given. The debug test suite
-/// runs with checked builds of everything else, and would catch a new overlap through them.
+/// about a tenth of a bulk load. No check guards them now, so the rule holds by construction: a
+/// write context belongs to one transaction on one thread (the partition's writer lock), and no
+/// access to these properties overlaps another. `modify` holds `dirty` only while its closure
+/// changes the one page it is given; no closure passed to it reaches back into the context.
 final class WriteContext: PageContext {
     @exclusivity(unchecked) private(set) var dirty: ChangedPages
     /// An emptied path array kept for the next descent (`BTree.locate`).

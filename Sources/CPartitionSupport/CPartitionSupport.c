@@ -1,6 +1,21 @@
+// sync_file_range is a GNU extension of <fcntl.h>.
+#define _GNU_SOURCE
 #include "CPartitionSupport.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+
+int pdb_start_writeback(int fd, int64_t offset, int64_t length) {
+#if defined(__linux__)
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0 ? 0 : errno;
+#else
+    (void)fd;
+    (void)offset;
+    (void)length;
+    return 0;
+#endif
+}
 
 // Reflected polynomial 0x82F63B78. The table serves CPUs without the CRC32 instruction.
 static uint32_t table[256];

@@ -1,3 +1,5 @@
+import CPartitionSupport
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -38,11 +40,15 @@ package protocol FileHandle: AnyObject, Sendable {
     /// be touched (the kernel would raise SIGBUS).
     func mapReadOnly(length: Int) -> UnsafeRawPointer?
     func unmap(_ base: UnsafeRawPointer, length: Int)
+    /// Lets the disk start on the bytes written at `offset..<offset+length` before the `sync`
+    /// that makes them durable (a hint: no error, no durability; `sync` reports any failure).
+    func startWriteback(at offset: UInt64, length: UInt64)
 }
 
 extension FileHandle {
     package func mapReadOnly(length: Int) -> UnsafeRawPointer? { nil }
     package func unmap(_ base: UnsafeRawPointer, length: Int) {}
+    package func startWriteback(at offset: UInt64, length: UInt64) {}
 }
 
 extension FileHandle {
@@ -190,6 +196,12 @@ final class PosixFileHandle: FileHandle, @unchecked Sendable {
                 vectors[first].iov_len -= remaining
             }
         }
+    }
+
+    func startWriteback(at offset: UInt64, length: UInt64) {
+        // A failed writeback marks the file's error state, which the next `sync` returns: that
+        // is where a failure is reported, so this hint's own result is not needed.
+        _ = pdb_start_writeback(fd, Int64(offset), Int64(length))
     }
 
     func sync() throws {

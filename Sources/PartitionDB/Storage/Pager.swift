@@ -478,10 +478,25 @@ final class Pager: @unchecked Sendable {
         var run: [UnsafeRawBufferPointer] = []
         run.reserveCapacity(min(runLimit, range.count))
         var runStart: UInt32 = 0
+        // Every `writebackStep` bytes, the disk starts on what was written since the last time,
+        // so that it writes while the rest is still being copied and the `sync` that follows
+        // waits for less (the pages go out in page order: `unstarted` is one file range).
+        let writebackStep = UInt64(8 << 20)
+        var unstarted: (from: UInt64, to: UInt64, bytes: UInt64)? = nil
         func flush() throws {
             guard !run.isEmpty else { return }
-            try mainFile.write(gathering: run, at: UInt64(runStart) * UInt64(pageSize))
+            let offset = UInt64(runStart) * UInt64(pageSize)
+            let length = UInt64(run.count * pageSize)
+            try mainFile.write(gathering: run, at: offset)
             run.removeAll(keepingCapacity: true)
+            var pending = unstarted ?? (offset, offset, 0)
+            pending.to = offset + length
+            pending.bytes += length
+            unstarted = pending
+            if pending.bytes >= writebackStep {
+                mainFile.startWriteback(at: pending.from, length: pending.to - pending.from)
+                unstarted = nil
+            }
         }
         for i in range {
             let number = pages[i].0

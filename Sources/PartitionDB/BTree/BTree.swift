@@ -134,10 +134,7 @@ enum BTree {
             let right = Page.node(kind: kind, size: context.pageSize, count: count - middle, link: .none) {
                 $1(cellAt(middle + $0))
             }
-            let first = cellAt(middle)
-            let keyLength = Int(UInt16(littleEndian: first.loadUnaligned(as: UInt16.self)))
-            let separator = Array(first[NodeLayout.leafCellHeader..<NodeLayout.leafCellHeader + keyLength])
-            return (left, right, separator)
+            return (left, right, Array(NodeLayout.key(ofCell: cellAt(middle), isLeaf: true)))
         }
         try install(number, left: left, right: right, separator: separator, path: path, in: context)
     }
@@ -257,12 +254,7 @@ enum BTree {
     }
 
     static func keyOfCell(_ cell: [UInt8], isLeaf: Bool) -> [UInt8] {
-        if isLeaf {
-            let length = Int(cell[0]) | Int(cell[1]) << 8
-            return Array(cell[NodeLayout.leafCellHeader..<(NodeLayout.leafCellHeader + length)])
-        }
-        let length = Int(cell[4]) | Int(cell[5]) << 8
-        return Array(cell[NodeLayout.branchCellHeader..<(NodeLayout.branchCellHeader + length)])
+        cell.withUnsafeBytes { Array(NodeLayout.key(ofCell: $0, isLeaf: isLeaf)) }
     }
 
     static func childOfBranchCell(_ cell: [UInt8]) -> PageNumber {

@@ -75,11 +75,11 @@ final class KillTests: PDBTestCase {
                 send(transaction, commit: true)
             }
             func wait(moreThan count: Int) {
-                switch child.waitForLines(moreThan: count, timeout: 60) {
+                switch child.waitForLines(moreThan: count) {
                 case .lines(let count): acknowledged = count
                 case .ended: childDied = true
-                case .timedOut:
-                    XCTFail("round \(round): no acknowledgement for 60 s: pdb apply hangs")
+                case .timedOut(let diagnosis):
+                    XCTFail("round \(round): pdb apply hangs: \(diagnosis)")
                     childDied = true
                 }
             }
@@ -362,17 +362,44 @@ final class ApplyChild: @unchecked Sendable {
         case lines(Int)
         /// Stdout ended: the child is gone.
         case ended
-        case timedOut
+        /// The child hangs; what /proc, lldb and its stderr say about it.
+        case timedOut(String)
     }
 
-    /// Waits until more than `count` lines were read, stdout ended, or `timeout` passed.
-    func waitForLines(moreThan count: Int, timeout: TimeInterval) -> Wait {
-        let deadline = Date().addingTimeInterval(timeout)
+    /// Waits until more than `count` lines were read or stdout ended. A child silent for a
+    /// `patience` is looked at: one that waits on the disk or made system calls in that time is on a
+    /// slow machine and gets another `patience`, up to `limit` in all; one that did nothing hangs.
+    func waitForLines(moreThan count: Int, patience: TimeInterval = 60, limit: TimeInterval = 300) -> Wait {
+        let started = Date()
+        var earlier = ProcessSnapshot(pid: process.processIdentifier)
+        while true {
+            if let result = waitForLines(moreThan: count, until: Date().addingTimeInterval(patience)) { return result }
+            let now = ProcessSnapshot(pid: process.processIdentifier)
+            let waited = Int(Date().timeIntervalSince(started))
+            if let now, let before = earlier, now.showsProgress(since: before),
+                Date().timeIntervalSince(started) < limit
+            {
+                print(
+                    "kill test: no acknowledgement for \(waited) s, but the child is busy; waiting on\n\(now.description)"
+                )
+                earlier = now
+                continue
+            }
+            return .timedOut(
+                "no acknowledgement for \(waited) s\n\(now?.description ?? "process gone")\n"
+                    + ProcessSnapshot.userStacks(pid: process.processIdentifier)
+                    + "\nstderr so far: \((try? String(contentsOf: errorFile, encoding: .utf8)) ?? "")")
+        }
+    }
+
+    /// Waits until more than `count` lines were read (or stdout ended) or `deadline`; nil at the
+    /// deadline.
+    private func waitForLines(moreThan count: Int, until deadline: Date) -> Wait? {
         condition.lock()
         defer { condition.unlock() }
         while readLines.count <= count {
             if ended { return .ended }
-            if !condition.wait(until: deadline) { return .timedOut }
+            if !condition.wait(until: deadline) { return nil }
         }
         return .lines(readLines.count)
     }

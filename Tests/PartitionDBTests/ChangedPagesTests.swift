@@ -43,6 +43,7 @@ final class ChangedPagesTests: XCTestCase {
                 XCTAssertEqual(pages.borrowedPage(number)?.u32(8), model[number], "page \(number)")
             }
             XCTAssertEqual(pages.count, model.count)
+            XCTAssertEqual(pages.existingCount, model.keys.filter { $0 < firstAdded }.count)
         }
         XCTAssertEqual(Set(pages.allNumbers), Set(model.keys))
         XCTAssertEqual(pages.allNumbers.count, model.count)

@@ -150,10 +150,9 @@ final class WriteContext: PageContext {
         isSurelyUnchanged(number) ? nil : dirty.borrowedPage(number.rawValue)?.kind
     }
 
-    /// How many pages this transaction changed with numbers below `limit`.
-    func changedPageCount(below limit: UInt32) -> Int {
-        dirty.allNumbers.reduce(0) { $0 + ($1 < limit ? 1 : 0) }
-    }
+    /// How many pages of its snapshot (numbers below the snapshot's page count) this
+    /// transaction changed. O(1): no list of the changed pages is built.
+    var changedSnapshotPageCount: Int { dirty.existingCount }
 
     var pageSize: Int { header.pageSize }
 

@@ -18,7 +18,8 @@ extension WriteContext {
     /// log. Returns how many pages moved.
     @discardableResult
     func relocateChangedNodes(roots: [PageNumber], committedEnd: UInt32, threshold: Int) throws -> Int {
-        let changed = UInt64(changedPageCount(below: committedEnd))
+        precondition(committedEnd == snapshot.header.pageCount, "the committed end is the snapshot's page count")
+        let changed = UInt64(changedSnapshotPageCount)
         let pages = UInt64(snapshot.header.pageCount)
         guard changed >= threshold, 64 * changed >= pages,
             2 * (UInt64(snapshot.header.freeCount) + changed) <= pages + changed

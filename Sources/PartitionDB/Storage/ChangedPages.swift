@@ -14,6 +14,8 @@ struct ChangedPages {
     init(firstAdded: UInt32) { self.firstAdded = firstAdded }
 
     var count: Int { existing.count + addedCount }
+    /// How many of the pages are the snapshot's (numbers below `firstAdded`).
+    var existingCount: Int { existing.count }
 
     subscript(number: UInt32) -> Page? {
         get {

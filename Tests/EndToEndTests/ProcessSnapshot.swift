@@ -75,7 +75,12 @@ struct ProcessSnapshot {
         var notes: [String] = []
         for arguments in debuggers {
             let (status, text) = run(arguments, timeout: 60)
-            if status == 0 { return text.split(separator: "\n").prefix(200).joined(separator: "\n") }
+            // Only the frames and thread headers: gdb also prints pages of symbol-reading noise.
+            let frames = text.split(separator: "\n").filter {
+                $0.hasPrefix("#") || $0.hasPrefix("Thread ") || $0.hasPrefix("* thread") || $0.hasPrefix("  thread")
+                    || $0.hasPrefix("    frame")
+            }
+            if status == 0 { return frames.prefix(200).joined(separator: "\n") }
             notes.append("\(arguments[0]): \(text.split(separator: "\n").last ?? "exit \(status)")")
         }
         return "no user-space stacks (" + notes.joined(separator: "; ") + ")"

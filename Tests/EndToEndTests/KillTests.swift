@@ -101,9 +101,12 @@ final class KillTests: PDBTestCase {
                 send(KillTests.transaction(lsn: lsn, on: stateAtSend, &random), commit: false)
                 usleep(UInt32(random.below(1000)))
             default:
-                // One more transaction, killed right after its acknowledgement arrives.
+                // One more transaction, killed right after its acknowledgement arrives: the line
+                // numbered `sent.count` (one line per transaction, in order). Not "one more line
+                // than now": the child may acknowledge before this thread counts the lines, and
+                // then waits for input while the test waits for a line that never comes.
                 sendNext()
-                if !childDied { wait(moreThan: child.lineCount) }
+                if !childDied { wait(moreThan: sent.count - 1) }
             }
             let status = child.kill()
             if status != SIGKILL { killedEarly += 1 }

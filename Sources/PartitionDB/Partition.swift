@@ -81,8 +81,7 @@ public final class Partition: @unchecked Sendable {
         try transaction.flushCatalog()
         let durability = durability ?? options.durability
         if durability == .durable, let threshold = pager.relocationThreshold {
-            try context.relocateChangedNodes(
-                roots: transaction.treeRoots, committedEnd: context.snapshot.header.pageCount, threshold: threshold)
+            try context.relocateChangedNodes(roots: transaction.treeRoots, threshold: threshold)
         }
         try commit(context, durability: durability)
         return result

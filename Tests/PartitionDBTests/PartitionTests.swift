@@ -101,6 +101,46 @@ final class PartitionTests: XCTestCase {
         try reopened.close()
     }
 
+    /// A durable commit that rewrites many existing leaves moves them to new pages and frees the
+    /// old ones (`relocationPages`, spec/file-format.md#relocated-commits); with relocation off
+    /// the same commit changes the leaves in place and frees nothing. Both keep every record.
+    func testACommitChangingManyExistingPagesMovesThem() throws {
+        for relocates in [true, false] {
+            let path = try temporaryDirectory(self)
+            var options = Options()
+            options.relocationPages = relocates ? 8 : nil
+            options.directWritePages = relocates ? 1024 : nil
+            let db = try Database.create(at: path, region: eu, options: options)
+            let p = try db.globalPartition()
+            let n = 2000
+            func value(_ i: Int, _ round: Int) -> [UInt8] { bytes(String(format: "%06d-%06d", round, i)) }
+            try p.write(durability: .durable) { tx in
+                for i in 0..<n { try tx.put("t", bytes(String(format: "key%06d", i)), value(i, 0)) }
+            }
+            let before = try p.info()
+            // Same-size values: no leaf splits, so only a relocation can free pages.
+            try p.write(durability: .durable) { tx in
+                for i in 0..<n { try tx.put("t", bytes(String(format: "key%06d", i)), value(i, 1)) }
+            }
+            let after = try p.info()
+            if relocates {
+                XCTAssertGreaterThan(after.freePages, before.freePages, "the changed leaves were not moved")
+                XCTAssertGreaterThan(after.pageCount, before.pageCount)
+            } else {
+                XCTAssertEqual(after.freePages, before.freePages)
+                XCTAssertEqual(after.pageCount, before.pageCount)
+            }
+            try p.read { tx in
+                XCTAssertEqual(try tx.count("t"), n)
+                for i in stride(from: 0, to: n, by: 13) {
+                    XCTAssertEqual(try tx.get("t", bytes(String(format: "key%06d", i))), value(i, 1))
+                }
+            }
+            XCTAssertTrue(try p.check().isClean)
+            try db.close()
+        }
+    }
+
     /// Lookups with the key in a caller's buffer find what the array forms find, for keys that
     /// differ in their first eight bytes, only after them, and by length (a prefix of another).
     func testLookupsWithKeyBuffersMatchArrayKeys() throws {

@@ -5,20 +5,20 @@
 /// the partition file (LMDB writes every changed page this way). Their old numbers go to the
 /// free list, where later commits reuse them through the log.
 extension WriteContext {
-    /// Moves every changed node below `committedEnd` to a new page at the end of the file, and
-    /// with it every branch on its path up to the root (their links change), then frees the old
-    /// pages. Only when at least `threshold` changed pages lie below `committedEnd` and they are
-    /// at least 1/64 of the partition's pages (the walk reads every branch page of the trees,
-    /// about one page in fanout, so its cost stays a fraction of the commit's), and only while
-    /// the pages free before the commit plus those it moves would be at most half the file: new
-    /// pages are never taken from the free list (a free page may still be read by an older
-    /// snapshot, or have frames in the log), so the bound keeps repeated large commits from
-    /// growing the file without end; past it they go through the log, whose commits reuse the
-    /// free pages. Roots never move (`BTree`): they are changed in place and go through the
-    /// log. Returns how many pages moved.
+    /// Moves every changed node below the committed end (the snapshot's page count) to a new
+    /// page at the end of the file, and with it every branch on its path up to the root (their
+    /// links change), then frees the old pages. Only when at least `threshold` changed pages lie
+    /// below the committed end and they are at least 1/64 of the partition's pages (the walk
+    /// reads every branch page of the trees, about one page in fanout, so its cost stays a
+    /// fraction of the commit's), and only while the pages free before the commit plus those it
+    /// moves would be at most half the file: new pages are never taken from the free list (a free
+    /// page may still be read by an older snapshot, or have frames in the log), so the bound
+    /// keeps repeated large commits from growing the file without end; past it they go through
+    /// the log, whose commits reuse the free pages. Roots never move (`BTree`): they are changed
+    /// in place and go through the log. Returns how many pages moved.
     @discardableResult
-    func relocateChangedNodes(roots: [PageNumber], committedEnd: UInt32, threshold: Int) throws -> Int {
-        precondition(committedEnd == snapshot.header.pageCount, "the committed end is the snapshot's page count")
+    func relocateChangedNodes(roots: [PageNumber], threshold: Int) throws -> Int {
+        let committedEnd = snapshot.header.pageCount
         let changed = UInt64(changedSnapshotPageCount)
         let pages = UInt64(snapshot.header.pageCount)
         guard changed >= threshold, 64 * changed >= pages,

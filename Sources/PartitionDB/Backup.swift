@@ -77,38 +77,39 @@ enum BackupFormat {
 extension Partition {
     /// Writes a consistent, zstd-compressed copy of the partition as of the newest commit to
     /// `path`, while writers go on (it reads one snapshot). The file is synced before this returns.
-    public func backup(to path: String) throws -> BackupSummary {
+    /// `path` must lie outside the database directory and must not be a symlink or a special
+    /// file; an existing regular file there is replaced only with `replacing` (else
+    /// `targetExists`). A failed backup leaves nothing behind.
+    public func backup(to path: String, replacing: Bool = false) throws -> BackupSummary {
+        try TargetFile.check(
+            path, databaseDirectory: PartitionFile.directoryOf(self.path), replacing: replacing, fileSystem: fileSystem)
         let pager = try openPager()
         let (id, snapshot) = pager.beginRead()
         defer { pager.endRead(id) }
         let header = snapshot.header
-        let temporary = path + ".creating"
-        let file = try fileSystem.open(temporary, create: true)
-        defer { file.close() }
-        try file.truncate(to: 0)
-        try file.write(
-            BackupFormat.encode(
-                .init(
-                    pageSize: header.pageSize, pageCount: header.pageCount, lsn: header.lastLSN, fileID: header.fileID,
-                    region: header.region, name: header.name)), at: 0)
-        let writer = try ZstdWriter(file: file, offset: UInt64(BackupFormat.headerSize))
-        var batch: [UInt8] = []
-        batch.reserveCapacity(1 << 20)
-        for n in 0..<header.pageCount {
-            let number = PageNumber(n)
-            let page = n == 0 ? sealedHeader(header) : try pager.page(number, in: snapshot)
-            batch.append(contentsOf: page.bytes)
-            if batch.count >= 1 << 20 {
-                try writer.write(batch)
-                batch.removeAll(keepingCapacity: true)
+        let bytes = try TargetFile.write(path, fileSystem: fileSystem) { file in
+            try file.write(
+                BackupFormat.encode(
+                    .init(
+                        pageSize: header.pageSize, pageCount: header.pageCount, lsn: header.lastLSN,
+                        fileID: header.fileID, region: header.region, name: header.name)), at: 0)
+            let writer = try ZstdWriter(file: file, offset: UInt64(BackupFormat.headerSize))
+            var batch: [UInt8] = []
+            batch.reserveCapacity(1 << 20)
+            for n in 0..<header.pageCount {
+                let number = PageNumber(n)
+                let page = n == 0 ? sealedHeader(header) : try pager.page(number, in: snapshot)
+                batch.append(contentsOf: page.bytes)
+                if batch.count >= 1 << 20 {
+                    try writer.write(batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
             }
+            try writer.write(batch)
+            try writer.finish()
+            return writer.offset
         }
-        try writer.write(batch)
-        try writer.finish()
-        try file.sync()
-        try fileSystem.rename(temporary, to: path)
-        try fileSystem.syncDirectory(PartitionFile.directoryOf(path))
-        return BackupSummary(pages: Int(header.pageCount), bytes: writer.offset, lsn: header.lastLSN)
+        return BackupSummary(pages: Int(header.pageCount), bytes: bytes, lsn: header.lastLSN)
     }
 
     private func sealedHeader(_ header: PartitionHeader) -> Page {
@@ -125,7 +126,8 @@ extension Database {
     @discardableResult
     public func restore(from backupPath: String, as name: String? = nil, replace: Bool = false) throws -> RestoreSummary
     {
-        let source = try fileSystem.open(backupPath, create: false)
+        // The engine opens no name through a symlink; a backup file named by one is read where it is.
+        let source = try fileSystem.open(fileSystem.resolve(backupPath) ?? backupPath, create: false)
         defer { source.close() }
         let headerBytes: [UInt8]
         do {
@@ -141,16 +143,38 @@ extension Database {
             throw PartitionDBError.regionMismatch(path: backupPath, expected: expected.name, found: header.region.name)
         }
         let path = Database.partitionPath(self.path, target)
-        if fileSystem.exists(path) {
+        try PartitionFile.requireOwnFile(path, fileSystem: fileSystem)
+        try PartitionFile.requireOwnFile(PartitionFile.logPath(path), fileSystem: fileSystem)
+        if fileSystem.status(path) != nil {
             guard replace else { throw PartitionDBError.partitionExists(name: target) }
             guard !isOpen(target) else {
                 throw PartitionDBError.busy(partition: target, reason: "it is open; close it before restoring over it")
             }
         }
+        // Under another name the restored file is a partition of its own: a new file id, so
+        // that no change set or log of the original can ever apply to it.
+        let fileID = target == header.name ? nil : (0..<16).map { _ in UInt8.random(in: 0...255) }
         let temporary = path + ".creating"
-        let file = try fileSystem.open(temporary, create: true)
-        defer { file.close() }
-        try file.truncate(to: 0)
+        try fileSystem.remove(temporary)
+        let file = try fileSystem.createNew(temporary)
+        do {
+            defer { file.close() }
+            try copyPages(of: header, from: source, backupPath: backupPath, to: file, name: target, fileID: fileID)
+            try file.sync()
+            try install(temporary, as: target, replace: replace)
+        } catch {
+            try? fileSystem.remove(temporary)
+            throw error
+        }
+        return RestoreSummary(partition: target, pages: Int(header.pageCount), lsn: header.lsn)
+    }
+
+    /// Decompresses and verifies every page of a backup into `file`, renaming the partition in
+    /// its header (and giving it `fileID` when set).
+    private func copyPages(
+        of header: BackupFormat.Header, from source: any FileHandle, backupPath: String, to file: any FileHandle,
+        name: String, fileID: [UInt8]?
+    ) throws {
         let reader = try ZstdReader(file: source, offset: UInt64(BackupFormat.headerSize))
         for n in 0..<header.pageCount {
             var page: Page
@@ -166,14 +190,12 @@ extension Database {
             }
             if n == 0 {
                 var restored = try PartitionHeader.decode(page, file: backupPath)
-                restored.name = target
+                restored.name = name
+                if let fileID { restored.fileID = fileID }
                 page = restored.encode()
                 page.seal(number: .header)
             }
             try file.write(page.bytes, at: UInt64(n) * UInt64(header.pageSize))
         }
-        try file.sync()
-        try install(temporary, as: target, replace: replace)
-        return RestoreSummary(partition: target, pages: Int(header.pageCount), lsn: header.lsn)
     }
 }

@@ -25,19 +25,36 @@ extension Partition {
             let bytesBefore = try old.mainFile.size()
             let directory = PartitionFile.directoryOf(path)
             let temporary = path + ".compacting"
-            try? fileSystem.remove(PartitionFile.logPath(temporary))
-            // A new file id: the layout changes, so change sets from before must never apply to it.
-            try PartitionFile.create(
-                at: temporary, directory: directory, name: header.name, region: header.region,
-                pageSize: header.pageSize, fileSystem: fileSystem)
-            let copyPager = try PartitionFile.open(
-                at: temporary, expectedRegion: header.region, options: options, fileSystem: fileSystem)
-            let copy = Partition(
-                name: name, region: region, path: temporary, fileSystem: fileSystem, pager: copyPager, options: options,
-                resolver: { nil })
-            try copyRecords(from: PageContext(pager: old, snapshot: snapshot), into: copy, lastLSN: header.lastLSN)
-            try copy.close()
-            try fileSystem.remove(PartitionFile.logPath(temporary))
+            let temporaryLog = PartitionFile.logPath(temporary)
+            // Leftovers of a crashed compaction are removed (unlinking never writes through a name).
+            try fileSystem.remove(temporary)
+            try fileSystem.remove(temporaryLog)
+            do {
+                // A new file id: the layout changes, so change sets from before must never apply to it.
+                try PartitionFile.create(
+                    at: temporary, directory: directory, name: header.name, region: header.region,
+                    pageSize: header.pageSize, fileSystem: fileSystem)
+                let copyPager = try PartitionFile.open(
+                    at: temporary, expectedName: header.name, expectedRegion: header.region, options: options,
+                    fileSystem: fileSystem)
+                let copy = Partition(
+                    name: name, region: region, path: temporary, fileSystem: fileSystem, pager: copyPager,
+                    options: options, resolver: { nil })
+                do {
+                    try copyRecords(
+                        from: PageContext(pager: old, snapshot: snapshot), into: copy, lastLSN: header.lastLSN)
+                } catch {
+                    try? copy.close()
+                    throw error
+                }
+                try copy.close()
+                try fileSystem.remove(temporaryLog)
+            } catch {
+                // Nothing of the partition has changed yet: the half-made copy goes.
+                try? fileSystem.remove(temporaryLog)
+                try? fileSystem.remove(temporary)
+                throw error
+            }
 
             // The old log goes (durably) before the new file takes the name, so no crash can pair
             // them. Its commits are all in the old file, so losing it loses nothing.
@@ -48,7 +65,7 @@ extension Partition {
             do {
                 try fileSystem.syncDirectory(directory)
                 fresh = try PartitionFile.open(
-                    at: path, expectedRegion: region, options: options, fileSystem: fileSystem)
+                    at: path, expectedName: name, expectedRegion: region, options: options, fileSystem: fileSystem)
             } catch let error as PartitionDBError {
                 // The old file is gone from the directory: this handle must not write to it.
                 failure = error

@@ -45,7 +45,15 @@ public final class Database: @unchecked Sendable {
         try fileSystem.syncDirectory(PartitionFile.directoryOf(path))
         let lock = try FileLock(path: path + "/LOCK")
         let identity = path + "/" + identityFileName
-        guard !fileSystem.exists(identity) else { throw PartitionDBError.databaseExists(path: path) }
+        guard fileSystem.status(identity) == nil else { throw PartitionDBError.databaseExists(path: path) }
+        // Partition files without the identity file are a database that lost it, not an empty
+        // directory: creating a new global partition there would replace every home.
+        // The one exception is what an interrupted `create` leaves: a global partition that no
+        // commit ever touched, alone.
+        let leftovers = try databaseFiles(in: path, fileSystem: fileSystem)
+        guard leftovers.isEmpty || isUntouchedGlobal(leftovers, in: path, fileSystem: fileSystem) else {
+            throw PartitionDBError.identityMissing(path: path, files: leftovers)
+        }
         try PartitionFile.create(
             at: partitionPath(path, globalPartitionName), directory: path, name: globalPartitionName, region: .global,
             pageSize: options.pageSize, fileSystem: fileSystem)
@@ -74,7 +82,53 @@ public final class Database: @unchecked Sendable {
             throw PartitionDBError.regionMismatch(path: path, expected: region.name, found: found.name)
         }
         let lock = try FileLock(path: path + "/LOCK")
+        try removeLeftovers(in: path, fileSystem: fileSystem)
         return Database(path: path, region: region, options: options, fileSystem: fileSystem, lock: lock)
+    }
+
+    /// Whether `name` is a temporary file of a creation, restore or compaction in the database
+    /// directory. Its operation never finished (the rename that ends each one removes the name),
+    /// and nothing else refers to it: spec/file-format.md#database-directory
+    static func isLeftover(_ name: String) -> Bool {
+        name == identityFileName + ".creating" || name.hasSuffix(partitionSuffix + ".creating")
+            || name.hasSuffix(partitionSuffix + ".compacting") || name.hasSuffix(partitionSuffix + ".compacting-log")
+            || name.hasSuffix(partitionSuffix + ".compacting.creating")
+    }
+
+    /// Whether `files` is only a global partition file as `create` writes it: no log, and a
+    /// header that decodes with no commit (LSN 0) and the three pages of an empty partition.
+    private static func isUntouchedGlobal(_ files: [String], in path: String, fileSystem: any FileSystem) -> Bool {
+        guard files == [globalPartitionName + partitionSuffix] else { return false }
+        let file = partitionPath(path, globalPartitionName)
+        guard fileSystem.status(file) == FileStatus(kind: .regular, linkCount: 1),
+            let handle = try? fileSystem.open(file, create: false)
+        else { return false }
+        defer { handle.close() }
+        guard let size = try? handle.size(), size >= 4096, let prefix = try? handle.read(at: 0, count: 64),
+            let pageSize = try? PartitionHeader.probePageSize(prefix, file: file), size == UInt64(pageSize) * 3,
+            let bytes = try? handle.read(at: 0, count: pageSize)
+        else { return false }
+        let page = Page(bytes: bytes)
+        guard page.hasValidChecksum(number: .header), let header = try? PartitionHeader.decode(page, file: file) else {
+            return false
+        }
+        return header.lastLSN == .zero && header.pageCount == 3 && header.region.isGlobal
+    }
+
+    /// Whether `name` is, or could become, one of the directory's own files: `PARTITIONDB`,
+    /// `LOCK`, a partition file, a log (or a preserved part of one) and their temporary files.
+    static func isDatabaseName(_ name: String) -> Bool {
+        name == identityFileName || name == "LOCK" || name.hasPrefix(identityFileName + ".")
+            || name.hasPrefix("LOCK.") || name.hasSuffix(partitionSuffix) || name.contains(partitionSuffix + "-log")
+            || name.contains(partitionSuffix + ".") || isLeftover(name)
+    }
+
+    /// Removes what crashed creations, restores and compactions left; called with the lock held.
+    private static func removeLeftovers(in path: String, fileSystem: any FileSystem) throws {
+        let leftovers = try fileSystem.list(path).filter(isLeftover)
+        guard !leftovers.isEmpty else { return }
+        for name in leftovers { try fileSystem.remove(path + "/" + name) }
+        try fileSystem.syncDirectory(path)
     }
 
     /// The region recorded in the database directory `path` by `create`.
@@ -84,7 +138,14 @@ public final class Database: @unchecked Sendable {
 
     static func storedRegion(at path: String, fileSystem: any FileSystem) throws -> Region {
         let identity = path + "/" + identityFileName
-        guard fileSystem.exists(identity) else { throw PartitionDBError.noSuchDatabase(path: path) }
+        guard fileSystem.exists(identity) else {
+            // An interrupted `create` (an untouched global partition alone) is no database yet.
+            let files = (try? databaseFiles(in: path, fileSystem: fileSystem)) ?? []
+            guard files.isEmpty || isUntouchedGlobal(files, in: path, fileSystem: fileSystem) else {
+                throw PartitionDBError.identityMissing(path: path, files: files)
+            }
+            throw PartitionDBError.noSuchDatabase(path: path)
+        }
         let file = try fileSystem.open(identity, create: false)
         defer { file.close() }
         let size = try file.size()
@@ -95,6 +156,14 @@ public final class Database: @unchecked Sendable {
             let region = try? Region(String(lines[1].dropFirst("region ".count)))
         else { throw PartitionDBError.badFormat(file: identity, reason: "not a PartitionDB identity file") }
         return region
+    }
+
+    /// The names in `directory` that are partition files or logs (or what is left of them), sorted.
+    static func databaseFiles(in directory: String, fileSystem: any FileSystem) throws -> [String] {
+        guard fileSystem.exists(directory) else { return [] }
+        return try fileSystem.list(directory).filter {
+            $0.hasSuffix(partitionSuffix) || $0.contains(partitionSuffix + "-log")
+        }
     }
 
     static func partitionPath(_ directory: String, _ name: String) -> String {
@@ -143,10 +212,19 @@ public final class Database: @unchecked Sendable {
             guard !isClosed else { throw PartitionDBError.closed(partition: name) }
             if let open = partitions[name] { return open }
             let file = Database.partitionPath(path, name)
-            guard fileSystem.exists(file) else { throw PartitionDBError.noSuchPartition(name: name) }
+            // `status`, not `exists`: a dangling symlink is refused as a symlink, not missed.
+            guard fileSystem.status(file) != nil else { throw PartitionDBError.noSuchPartition(name: name) }
             let region = name == Database.globalPartitionName ? Region.global : self.region
             let pager = try PartitionFile.open(
-                at: file, expectedRegion: region, options: options, fileSystem: fileSystem)
+                at: file, expectedName: name, expectedRegion: region, options: options, fileSystem: fileSystem)
+            // Change sets and backups name a partition by its file id: two open files with one id
+            // would let one's history be applied to the other.
+            let fileID = pager.latestSnapshot.header.fileID
+            if let twin = partitions.values.first(where: { $0.pager.latestSnapshot.header.fileID == fileID }) {
+                pager.wal.file.close()
+                pager.mainFile.close()
+                throw PartitionDBError.duplicateFileID(partition: name, other: twin.name)
+            }
             let partition = Partition(
                 name: name, region: region, path: file, fileSystem: fileSystem, pager: pager, options: options,
                 resolver: { [weak self] in self?.currentResolver })
@@ -164,6 +242,24 @@ public final class Database: @unchecked Sendable {
         try fileSystem.list(path).filter { $0.hasSuffix(Database.partitionSuffix) }
             .map { String($0.dropLast(Database.partitionSuffix.count)) }
             .filter { (try? Names.validate($0, kind: "partition")) != nil }
+    }
+
+    /// Files of the directory that look like the database's but belong to no partition: a
+    /// `*.pdb` whose name is not a valid partition name, and a log without its partition file.
+    /// `pdb check` and `pdb info` report them; nothing opens them.
+    public func strayFiles() throws -> [String] {
+        let names = try fileSystem.list(path)
+        let present = Set(names)
+        return names.filter { name in
+            if name.hasSuffix(Database.partitionSuffix) {
+                return (try? Names.validate(String(name.dropLast(Database.partitionSuffix.count)), kind: "partition"))
+                    == nil
+            }
+            if name.hasSuffix(Database.partitionSuffix + "-log") {
+                return !present.contains(String(name.dropLast("-log".count)))
+            }
+            return false
+        }
     }
 
     /// Closes every open partition (checkpointing it) and releases the directory's lock.

@@ -41,6 +41,19 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
     case closed(partition: String)
     /// The operation needs the partition to itself; `reason` says what is in the way.
     case busy(partition: String, reason: String)
+    /// A file the engine would open or replace is not what it must be: a symlink, a file with
+    /// more than one name, a device, FIFO or socket, or a file of the database itself.
+    case unsafeFile(path: String, reason: String)
+    /// A partition file's header names another partition than the file name does.
+    case nameMismatch(path: String, expected: String, found: String)
+    /// Two files of the database carry the same file id: one is a copy of the other.
+    case duplicateFileID(partition: String, other: String)
+    /// The file a backup would write exists; it is replaced only when asked to.
+    case targetExists(path: String)
+    /// The table is reserved for the project's own API (the residency directory's `homes`).
+    case reservedTable(partition: String, table: String)
+    /// A directory holds partition files but not the identity file `PARTITIONDB`.
+    case identityMissing(path: String, files: [String])
 
     public var description: String {
         switch self {
@@ -101,6 +114,23 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
             return "partition \(partition) is closed"
         case .busy(let partition, let reason):
             return "partition \(partition) is busy: \(reason); retry when it is idle"
+        case .unsafeFile(let path, let reason):
+            return "refused: \(path) \(reason); nothing was written"
+        case .nameMismatch(let path, let expected, let found):
+            return
+                "\(path) holds partition \(found), not \(expected): a partition is opened only by its own name; move the file back to \(found).pdb (or restore a backup under the new name with `pdb restore --as`)"
+        case .duplicateFileID(let partition, let other):
+            return
+                "partition \(partition) has the same file id as the open partition \(other): one is a copy of the other; move the copy out of the database directory (restore a backup with `pdb restore --as` to keep it as a partition of its own)"
+        case .targetExists(let path):
+            return "\(path) exists; choose a new file name, or add --force to replace it"
+        case .reservedTable(let partition, let table):
+            return
+                "table \(table) of partition \(partition) is written only through its API (the residency directory: `pdb home set`); nothing was changed"
+        case .identityMissing(let path, let files):
+            let shown = files.prefix(3).joined(separator: ", ") + (files.count > 3 ? ", ..." : "")
+            return
+                "\(path) holds database files (\(shown)) but its identity file PARTITIONDB is missing; nothing was changed. Write it back with the host's region (two lines: `partitiondb 1` and `region R`; spec/file-format.md#database-directory), do not run `pdb init` there"
         }
     }
 
@@ -134,6 +164,12 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
         case .compression: return "compression"
         case .closed: return "closed"
         case .busy: return "busy"
+        case .unsafeFile: return "unsafe_file"
+        case .nameMismatch: return "name_mismatch"
+        case .duplicateFileID: return "duplicate_file_id"
+        case .targetExists: return "target_exists"
+        case .reservedTable: return "reserved_table"
+        case .identityMissing: return "identity_missing"
         }
     }
 }

@@ -66,7 +66,20 @@ public final class Partition: @unchecked Sendable {
 
     /// Runs `body` as the partition's one write transaction: commits when it returns, rolls back
     /// when it throws. With `.durable` the commit is on disk when this returns.
+    /// In the global partition the reserved tables (`isReserved`) are refused (`reservedTable`).
     public func write<T>(durability: Durability? = nil, _ body: (WriteTransaction) throws -> T) throws -> T {
+        try write(durability: durability, unlockingReservedTables: false, body)
+    }
+
+    /// `write` for the project's own APIs (the residency directory), which may write the
+    /// reserved tables: they keep the rules those tables live by.
+    package func writeReserved<T>(durability: Durability? = nil, _ body: (WriteTransaction) throws -> T) throws -> T {
+        try write(durability: durability, unlockingReservedTables: true, body)
+    }
+
+    private func write<T>(
+        durability: Durability?, unlockingReservedTables: Bool, _ body: (WriteTransaction) throws -> T
+    ) throws -> T {
         writerLock.lock()
         defer { writerLock.unlock() }
         try checkWritable()
@@ -74,6 +87,7 @@ public final class Partition: @unchecked Sendable {
         let context = WriteContext(pager: pager, snapshot: pager.latestSnapshot)
         context.header.lastLSN = context.header.lastLSN.next
         let transaction = WriteTransaction(context: context, partition: self)
+        transaction.mayWriteReservedTables = unlockingReservedTables
         defer { transaction.isFinished = true }
         let result = try body(transaction)
         precondition(
@@ -149,6 +163,13 @@ public final class Partition: @unchecked Sendable {
         guard home == region else {
             throw PartitionDBError.crossRegionWrite(owner: owner.rawValue, home: home.name, partition: name)
         }
+    }
+
+    /// Whether `table` is reserved: in the global partition, the residency directory's `homes`
+    /// and every name that begins with `pdb.` (kept for the project's later tables). A plain
+    /// `write` cannot change them, so no generic put can move a home and strand its records.
+    public func isReserved(_ table: String) -> Bool {
+        region.isGlobal && (table == "homes" || table.hasPrefix("pdb."))
     }
 
     // MARK: Maintenance

@@ -13,11 +13,22 @@ public final class WriteTransaction: ReadTransaction {
     }
     /// Set when an operation failed after it had begun changing pages: the transaction can only roll back.
     var isBroken = false
+    /// Set by `Partition.writeReserved`: this transaction may change the reserved tables.
+    var mayWriteReservedTables = false
+
+    /// Refuses a change to a reserved table (`Partition.isReserved`) unless the transaction is the
+    /// project's own.
+    private func checkUnreserved(_ table: String) throws {
+        guard mayWriteReservedTables || !partition.isReserved(table) else {
+            throw PartitionDBError.reservedTable(partition: partition.name, table: table)
+        }
+    }
 
     /// Creates `table` if it does not exist. Returns whether it was created.
     @discardableResult
     public func createTable(_ table: String) throws -> Bool {
         try Names.validate(table, kind: "table")
+        try checkUnreserved(table)
         if try tableInfo(table) != nil { return false }
         try changing {
             let root = try writeContext.allocate()
@@ -34,6 +45,7 @@ public final class WriteTransaction: ReadTransaction {
     /// Removes `table` and all its records. Returns whether it existed.
     @discardableResult
     public func dropTable(_ table: String) throws -> Bool {
+        try checkUnreserved(table)
         guard let info = try tableInfo(table) else { return false }
         try changing {
             var cursor = TreeCursor(root: info.root)
@@ -75,6 +87,7 @@ public final class WriteTransaction: ReadTransaction {
         _ table: String, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, owner: SubjectID? = nil
     ) throws {
         checkOpen()
+        try checkUnreserved(table)
         try validate(keySize: key.count, valueSize: value.count)
         try partition.checkResidency(owner: owner)
         var state = try tableState(table)
@@ -143,6 +156,7 @@ public final class WriteTransaction: ReadTransaction {
     @discardableResult
     public func delete(_ table: String, _ key: UnsafeRawBufferPointer) throws -> Bool {
         checkOpen()
+        try checkUnreserved(table)
         guard let state = try tableState(table) else { return false }
         let info = state.info
         return try changing {

@@ -49,7 +49,7 @@ public final class ResidencyDirectory: HomeRegionResolver, HomeAssigning, @unche
                 .invalidName(kind: "region", name: region.name, reason: "a subject's home cannot be global"))
         }
         return try wrap {
-            try partition.write { tx in
+            try partition.writeReserved { tx in
                 let key = Array(subject.rawValue.utf8)
                 if try tx.hasTable(Self.table), let existing = try tx.get(Self.table, key) {
                     let home = String(decoding: existing, as: UTF8.self)
@@ -94,4 +94,31 @@ public final class ResidencyDirectory: HomeRegionResolver, HomeAssigning, @unche
 /// the call to the primary (the log-shipping issue), so there is one place that decides.
 public protocol HomeAssigning: Sendable {
     func assignHome(_ subject: SubjectID, to region: Region) throws -> Bool
+}
+
+extension ResidencyDirectory {
+    /// The entries of the directory in `global` that do not decode (subject id and home region),
+    /// for `pdb check`; each names the subject as stored, quoted, and what is wrong.
+    public static func verify(_ global: Partition) throws -> [String] {
+        try global.read { tx in
+            guard try tx.hasTable(table) else { return [] }
+            var problems: [String] = []
+            try tx.scan(table) { record in
+                let subject = String(validating: record.key, as: UTF8.self)
+                let home = String(validating: record.value, as: UTF8.self)
+                let shown =
+                    subject.map { String(reflecting: String($0.prefix(64))) }
+                    ?? "(\(record.key.count) bytes, not UTF-8)"
+                if subject.flatMap({ try? SubjectID($0) }) == nil {
+                    problems.append("directory entry \(shown): the subject id is not valid")
+                } else if let home, let region = try? Region(home), !region.isGlobal {
+                    // A valid entry.
+                } else {
+                    problems.append("directory entry \(shown): the home region is not a valid region")
+                }
+                return true
+            }
+            return problems
+        }
+    }
 }

@@ -180,7 +180,7 @@ final class RandomWorkload {
         let isGlobal = partition.region.isGlobal
         try write(partition) { tx, content in
             for _ in 0..<changes {
-                let table = isGlobal ? "homes" : RandomWorkload.tables[Int.random(in: 0..<4, using: &random)]
+                let table = isGlobal ? "settings" : RandomWorkload.tables[Int.random(in: 0..<4, using: &random)]
                 let key = randomKey(in: content[table])
                 if Int.random(in: 0..<4, using: &random) == 0 {
                     let existed = try tx.hasTable(table) ? try tx.delete(table, key) : false

@@ -19,6 +19,45 @@ package protocol FileSystem: Sendable {
     func syncDirectory(_ directory: String) throws
     func makeDirectory(_ path: String) throws
     func list(_ directory: String) throws -> [String]
+    /// What the name `path` itself is (`lstat`: a symlink is reported, not followed), or nil
+    /// when nothing has that name.
+    func status(_ path: String) -> FileStatus?
+    /// Creates `path`, which must not exist under any kind of name (a symlink included), and
+    /// opens it for reading and writing (`O_CREAT | O_EXCL | O_NOFOLLOW`).
+    func createNew(_ path: String) throws -> any FileHandle
+    /// `path` with every symlink and `.`/`..` resolved (`realpath`), or nil when it does not exist.
+    func resolve(_ path: String) -> String?
+}
+
+/// What a name in a directory is: the engine opens only regular files with one name, its own.
+package struct FileStatus: Equatable, Sendable {
+    package enum Kind: Equatable, Sendable {
+        case regular, directory, symbolicLink
+        /// A device, FIFO or socket.
+        case special
+    }
+    package var kind: Kind
+    /// How many names (hard links) the file has.
+    package var linkCount: Int
+
+    package init(kind: Kind, linkCount: Int) {
+        self.kind = kind
+        self.linkCount = linkCount
+    }
+}
+
+extension FileSystem {
+    /// For the test file systems, which have regular files and directories only, each with one name.
+    package func status(_ path: String) -> FileStatus? {
+        exists(path) ? FileStatus(kind: .regular, linkCount: 1) : nil
+    }
+
+    package func createNew(_ path: String) throws -> any FileHandle {
+        guard !exists(path) else { throw PartitionDBError.io(errno: EEXIST, operation: "open", path: path) }
+        return try open(path, create: true)
+    }
+
+    package func resolve(_ path: String) -> String? { exists(path) ? path : nil }
 }
 
 package protocol FileHandle: AnyObject, Sendable {
@@ -69,8 +108,10 @@ extension FileHandle {
 package struct PosixFileSystem: FileSystem {
     package init() {}
 
+    /// Never follows a symlink in the last component (`O_NOFOLLOW`): the engine's own files are
+    /// regular files, and a symlink there is refused (`ELOOP`), not written through.
     package func open(_ path: String, create: Bool) throws -> any FileHandle {
-        let flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0)
+        let flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0)
         let fd = Glibc.open(path, flags, 0o644)
         guard fd >= 0 else { throw PartitionDBError.io(errno: errno, operation: "open", path: path) }
         return PosixFileHandle(fd: fd, path: path)
@@ -79,6 +120,31 @@ package struct PosixFileSystem: FileSystem {
     package func exists(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0
+    }
+
+    package func status(_ path: String) -> FileStatus? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        let kind: FileStatus.Kind
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: kind = .regular
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symbolicLink
+        default: kind = .special
+        }
+        return FileStatus(kind: kind, linkCount: Int(info.st_nlink))
+    }
+
+    package func createNew(_ path: String) throws -> any FileHandle {
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw PartitionDBError.io(errno: errno, operation: "open", path: path) }
+        return PosixFileHandle(fd: fd, path: path)
+    }
+
+    package func resolve(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     package func remove(_ path: String) throws {

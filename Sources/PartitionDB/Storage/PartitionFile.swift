@@ -27,28 +27,58 @@ enum PartitionFile {
             bytes.append(contentsOf: pages[i].bytes)
         }
         let temporary = path + ".creating"
-        try? fileSystem.remove(temporary)
-        let file = try fileSystem.open(temporary, create: true)
-        defer { file.close() }
-        try file.write(bytes, at: 0)
-        try file.sync()
-        try fileSystem.rename(temporary, to: path)
+        // A leftover of a crashed creation goes (unlinking a name never writes through it); the
+        // new file is then created exclusively, so nothing of another name is ever written.
+        try fileSystem.remove(temporary)
+        let file = try fileSystem.createNew(temporary)
+        do {
+            defer { file.close() }
+            try file.write(bytes, at: 0)
+            try file.sync()
+            try fileSystem.rename(temporary, to: path)
+        } catch {
+            try? fileSystem.remove(temporary)
+            throw error
+        }
         try fileSystem.syncDirectory(directory)
+    }
+
+    /// Refuses to use `path` unless it is a regular file with one name: a symlink or a second
+    /// hard link would make two partitions share a file, or a log replay into another file.
+    static func requireOwnFile(_ path: String, fileSystem: any FileSystem) throws {
+        guard let status = fileSystem.status(path) else { return }
+        switch status.kind {
+        case .regular:
+            guard status.linkCount == 1 else {
+                throw PartitionDBError.unsafeFile(
+                    path: path,
+                    reason:
+                        "has \(status.linkCount) names (hard links): a partition file or log must have one; remove the other names"
+                )
+            }
+        case .symbolicLink:
+            throw PartitionDBError.unsafeFile(
+                path: path, reason: "is a symlink: a partition file or log must be a regular file of its own")
+        case .directory, .special:
+            throw PartitionDBError.unsafeFile(path: path, reason: "is not a regular file")
+        }
     }
 
     /// Opens the partition at `path`, refusing (and creating nothing) when it belongs to a region
     /// other than `expectedRegion`. Recovers the log and checkpoints it.
     static func open(
-        at path: String, expectedRegion: Region, options: Options, fileSystem: any FileSystem
+        at path: String, expectedName: String, expectedRegion: Region, options: Options, fileSystem: any FileSystem
     ) throws -> Pager {
         let logPath = logPath(path)
+        try requireOwnFile(path, fileSystem: fileSystem)
+        try requireOwnFile(logPath, fileSystem: fileSystem)
         let mainFile = try fileSystem.open(path, create: false)
         var handles: [any FileHandle] = [mainFile]
         do {
             // Page 0 of the partition file says what the file is. A checkpoint rewrites it, so a
             // power loss can tear it; then the log, which holds page 0 until the checkpoint is
             // synced, says the same (page size and file id in its header, page 0 in a frame).
-            let logExists = fileSystem.exists(logPath)
+            let logExists = fileSystem.status(logPath) != nil
             var mainHeader: PartitionHeader? = nil
             var pageSize: Int? = nil
             do {
@@ -74,6 +104,7 @@ enum PartitionFile {
                     throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
                 }
                 try checkRegion(mainHeader, expected: expectedRegion, path: path)
+                try checkName(mainHeader, expected: expectedName, path: path)
             }
             let logFile = try fileSystem.open(logPath, create: true)
             handles.append(logFile)
@@ -97,6 +128,7 @@ enum PartitionFile {
                 throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
             }
             try checkRegion(header, expected: expectedRegion, path: path)
+            try checkName(header, expected: expectedName, path: path)
             // Every page below the page count is in the file or in a log frame; a larger count is
             // damage (and would make check() and the page flags size themselves by it).
             let filePages = try mainFile.size() / UInt64(pageSize)
@@ -120,6 +152,14 @@ enum PartitionFile {
     private static func checkRegion(_ header: PartitionHeader, expected: Region, path: String) throws {
         guard header.region == expected else {
             throw PartitionDBError.regionMismatch(path: path, expected: expected.name, found: header.region.name)
+        }
+    }
+
+    /// A copy saved under another name is not that partition: its file id and history are the
+    /// original's, so it is refused rather than opened as a second partition of the same file.
+    private static func checkName(_ header: PartitionHeader, expected: String, path: String) throws {
+        guard header.name == expected else {
+            throw PartitionDBError.nameMismatch(path: path, expected: expected, found: header.name)
         }
     }
 

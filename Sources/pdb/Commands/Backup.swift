@@ -14,8 +14,11 @@ struct Backup: PDBCommand {
     @Argument(help: "The partition.")
     var partition: String
 
-    @Argument(help: "The backup file to write (replaced if it exists).")
+    @Argument(help: "The backup file to write, outside the database directory; it must not exist (see --force).")
     var file: String
+
+    @Flag(help: "Replace FILE if it is an existing regular file (never a symlink, device or database file).")
+    var force = false
 
     struct Report: Encodable {
         var partition: String
@@ -27,7 +30,7 @@ struct Backup: PDBCommand {
 
     func execute() throws {
         let summary = try Session.withDatabase(directory) { database, _ in
-            try database.partition(partition).backup(to: file)
+            try database.partition(partition).backup(to: file, replacing: force)
         }
         if json {
             output.json(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import PartitionDB
+import Residency
 
 /// `pdb check DIR [PARTITION]`
 struct Check: PDBCommand {
@@ -21,6 +22,11 @@ struct Check: PDBCommand {
     struct Report: Encodable {
         var clean: Bool
         var partitions: [PartitionReport]
+
+        init(partitions: [PartitionReport]) {
+            self.partitions = partitions
+            clean = partitions.allSatisfy(\.clean)
+        }
     }
 
     struct PartitionReport: Encodable {
@@ -45,6 +51,16 @@ struct Check: PDBCommand {
         }
     }
 
+}
+
+extension Check.PartitionReport {
+    /// The report of a partition (or file) that could not be checked at all.
+    init(problem: Check.Problem, name: String) {
+        self.init(name: name, clean: false, damagedPages: problem.page.map { [$0] } ?? [], problems: [problem])
+    }
+}
+
+extension Check {
     struct Problem: Encodable {
         var file: String
         var page: UInt32?
@@ -55,9 +71,30 @@ struct Check: PDBCommand {
 
     func execute() throws {
         let report = try Session.withBareDatabase(directory) { database in
-            let names = try partition.map { [$0] } ?? database.partitionNames()
-            let partitions = try names.map { try check($0, in: database) }
-            return Report(clean: partitions.allSatisfy(\.clean), partitions: partitions)
+            if let partition { return Report(partitions: [try check(partition, in: database)]) }
+            let names = try database.partitionNames()
+            var partitions = try names.map { try check($0, in: database) }
+            // A database without its directory is damaged, however clean the rest is.
+            if !names.contains(Database.globalPartitionName) {
+                partitions.insert(
+                    PartitionReport(
+                        problem: Problem(
+                            file: "\(directory)/global.pdb", page: nil,
+                            message:
+                                "the global partition (the residency directory) is missing; restore it from a backup"),
+                        name: Database.globalPartitionName), at: 0)
+            }
+            for file in try database.strayFiles() {
+                partitions.append(
+                    PartitionReport(
+                        problem: Problem(
+                            file: "\(directory)/\(file)", page: nil,
+                            message:
+                                "belongs to no partition (not a partition name, or a log without its file); move it away"
+                        ),
+                        name: file))
+            }
+            return Report(partitions: partitions)
         }
         if json {
             output.json(report)
@@ -70,10 +107,16 @@ struct Check: PDBCommand {
     /// Checks one partition; damage that stops it from opening becomes a problem of the report.
     private func check(_ name: String, in database: Database) throws -> PartitionReport {
         do {
-            let found = try database.partition(name).check()
-            let problems = found.problems.map { Problem(file: $0.file, page: $0.page, message: $0.message) }
+            let opened = try database.partition(name)
+            let found = try opened.check()
+            var problems = found.problems.map { Problem(file: $0.file, page: $0.page, message: $0.message) }
+            if name == Database.globalPartitionName {
+                problems += try ResidencyDirectory.verify(opened).map {
+                    Problem(file: opened.path, page: nil, message: $0)
+                }
+            }
             return PartitionReport(
-                name: name, clean: found.isClean, pageCount: found.pageCount, reachablePages: found.reachablePages,
+                name: name, clean: problems.isEmpty, pageCount: found.pageCount, reachablePages: found.reachablePages,
                 freePages: found.freePages, logFrames: found.logFrames, tables: found.tables,
                 damagedPages: found.damagedPages, problems: problems)
         } catch let error as PartitionDBError {
@@ -86,8 +129,7 @@ struct Check: PDBCommand {
             default:
                 problem = Problem(file: "\(directory)/\(name).pdb", page: nil, message: error.description)
             }
-            return PartitionReport(
-                name: name, clean: false, damagedPages: problem.page.map { [$0] } ?? [], problems: [problem])
+            return PartitionReport(problem: problem, name: name)
         }
     }
 

@@ -18,6 +18,14 @@ struct Info: PDBCommand {
         var path: String
         var region: String
         var partitions: [PartitionReport]
+        /// Files that could not be shown as partitions, and a missing global partition.
+        var problems: [Problem]
+    }
+
+    struct Problem: Encodable {
+        var file: String
+        var code: String
+        var message: String
     }
 
     struct PartitionReport: Encodable {
@@ -55,11 +63,38 @@ struct Info: PDBCommand {
     }
 
     func execute() throws {
-        let report = try Session.withDatabase(directory) { database, _ in
-            let names = try partition.map { [$0] } ?? database.partitionNames()
-            return Report(
-                path: directory, region: database.region.name,
-                partitions: try names.map { PartitionReport(try database.partition($0).info()) })
+        // Without the residency directory: info shows what it can when `global` is damaged or gone.
+        let report = try Session.withBareDatabase(directory) { database in
+            if let partition {
+                return Report(
+                    path: directory, region: database.region.name,
+                    partitions: [PartitionReport(try database.partition(partition).info())], problems: [])
+            }
+            var partitions: [PartitionReport] = []
+            var problems: [Problem] = []
+            let names = try database.partitionNames()
+            if !names.contains(Database.globalPartitionName) {
+                problems.append(
+                    Problem(
+                        file: "\(directory)/global.pdb", code: "no_such_partition",
+                        message: "the global partition (the residency directory) is missing; restore it from a backup"))
+            }
+            for name in names {
+                do {
+                    partitions.append(PartitionReport(try database.partition(name).info()))
+                } catch let error as PartitionDBError {
+                    if case .locked = error { throw error }
+                    problems.append(
+                        Problem(file: "\(directory)/\(name).pdb", code: error.code, message: error.description))
+                }
+            }
+            for file in try database.strayFiles() {
+                problems.append(
+                    Problem(
+                        file: "\(directory)/\(file)", code: "stray_file",
+                        message: "belongs to no partition (not a partition name, or a log without its file)"))
+            }
+            return Report(path: directory, region: database.region.name, partitions: partitions, problems: problems)
         }
         if json {
             output.json(report)
@@ -88,6 +123,11 @@ struct Info: PDBCommand {
                     output.line("    \(table)\(padding)  \(counted(count, "record"))")
                 }
             }
+        }
+        if !report.problems.isEmpty {
+            output.line("")
+            for problem in report.problems { output.line("problem: \(problem.file): \(problem.message)") }
+            output.line("run `pdb check \(directory)` for the full verdict")
         }
     }
 }

@@ -21,7 +21,9 @@ struct Restore: PDBCommand {
     @Option(name: .customLong("as"), help: "Restore under this partition name (default: the backed-up name).")
     var name: String?
 
-    @Flag(help: "Overwrite an existing partition of that name.")
+    @Flag(
+        name: [.customLong("replace"), .customLong("force")],
+        help: "Overwrite an existing partition of that name (it must not be open; --force is the same).")
     var replace = false
 
     struct Report: Encodable {

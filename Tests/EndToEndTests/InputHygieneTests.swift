@@ -87,6 +87,7 @@ final class InputHygieneTests: PDBTestCase {
         XCTAssertEqual(result.status, 1)
         let messages = abortMessages(objects)
         XCTAssertEqual(messages.count, 4, "\(objects)")
+        guard messages.count == 4 else { return }
         XCTAssertTrue(messages[0].hasPrefix("line 1: member key appears twice"), messages[0])
         XCTAssertTrue(messages[1].contains("member key appears twice"), messages[1])
         XCTAssertTrue(messages[2].contains("member op appears twice"), messages[2])
@@ -108,6 +109,7 @@ final class InputHygieneTests: PDBTestCase {
         XCTAssertEqual(result.status, 1)
         let messages = abortMessages(objects)
         XCTAssertEqual(messages.count, invalid.count, "\(objects)")
+        guard messages.count == invalid.count else { return }
         for message in messages {
             XCTAssertTrue(message.contains("not valid UTF-8 at column 32"), message)
             XCTAssertTrue(message.contains("key_b64"), message)
@@ -135,6 +137,7 @@ final class InputHygieneTests: PDBTestCase {
         XCTAssertEqual(result.status, 1)
         let messages = abortMessages(objects)
         XCTAssertEqual(messages.count, 5, "\(objects)")
+        guard messages.count == 5 else { return }
         XCTAssertTrue(messages[0].contains("lone high surrogate \\uD800"), messages[0])
         XCTAssertTrue(messages[1].contains("lone low surrogate \\uDC00"), messages[1])
         XCTAssertTrue(messages[2].contains("lone high surrogate"), messages[2])
@@ -164,6 +167,7 @@ final class InputHygieneTests: PDBTestCase {
         XCTAssertEqual(result.status, 1)
         let messages = abortMessages(objects)
         XCTAssertEqual(messages.count, 7, "\(objects)")
+        guard messages.count == 7 else { return }
         for message in messages[0..<3] { XCTAssertTrue(message.contains("text after the object at column 6"), message) }
         XCTAssertTrue(messages[3].hasSuffix("field key must be a string, not an array"), messages[3])
         XCTAssertTrue(messages[4].hasSuffix("field value must be a string, not a number"), messages[4])
@@ -194,7 +198,7 @@ final class InputHygieneTests: PDBTestCase {
         // Apply's messages too.
         let (_, objects) = try apply([arg(#"{"op":"\u001b[2J"}"#), arg(commit)])
         let op = abortMessages(objects)
-        XCTAssertEqual(op.count, 1)
+        XCTAssertEqual(op.count, 1, "\(objects)")
         XCTAssertTrue(op.first?.contains(#"unknown op "\x1b[2J""#) == true, "\(op)")
     }
 }
@@ -224,6 +228,7 @@ final class ApplyLineLimitTests: PDBTestCase {
             stdin: { source.next() })
         XCTAssertEqual(result.status, 1, result.stderrText)
         XCTAssertEqual(result.lines.count, 2, result.stdoutText)
+        guard result.lines.count == 2 else { return }
         let aborted = try XCTUnwrap(
             try JSONSerialization.jsonObject(with: Data(result.lines[0].utf8)) as? [String: Any])
         let error = try XCTUnwrap(aborted["error"] as? [String: Any])

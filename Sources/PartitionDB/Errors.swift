@@ -58,39 +58,41 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .io(let errno, let operation, let path):
-            return "I/O error \(errno) (\(String(cString: strerror(errno)))) in \(operation) on \(path)"
+            return "I/O error \(errno) (\(String(cString: strerror(errno)))) in \(operation) on \(Quoting.path(path))"
         case .unexpectedEndOfFile(let path, let offset):
-            return "\(path) ends before offset \(offset): the file is truncated; restore it from a backup"
+            return "\(Quoting.path(path)) ends before offset \(offset): the file is truncated; restore it from a backup"
         case .corruptPage(let file, let page, let reason):
-            return "page \(page) of \(file) is damaged (\(reason)); run `pdb check` and restore from a backup"
+            return
+                "page \(page) of \(Quoting.path(file)) is damaged (\(reason)); run `pdb check` and restore from a backup"
         case .badFormat(let file, let reason):
-            return "\(file) is not a readable PartitionDB file: \(reason)"
+            return "\(Quoting.path(file)) is not a readable PartitionDB file: \(reason)"
         case .locked(let path, let pid):
-            return "\(path) is locked by process \(pid); stop that process or open another database"
+            return "\(Quoting.path(path)) is locked by process \(pid); stop that process or open another database"
         case .regionMismatch(let path, let expected, let found):
-            return "\(path) belongs to region \(found), but this host serves region \(expected); it stays untouched"
+            return
+                "\(Quoting.path(path)) belongs to region \(found), but this host serves region \(expected); it stays untouched"
         case .crossRegionWrite(let owner, let home, let partition):
             return
-                "refused: subject \(owner) lives in region \(home), not in the region of partition \(partition); write it on a host of region \(home)"
+                "refused: subject \(Quoting.name(owner)) lives in region \(home), not in the region of partition \(Quoting.name(partition)); write it on a host of region \(home)"
         case .unknownHome(let owner, let partition):
             return
-                "refused: subject \(owner) has no home region, so nothing of it may be written to \(partition); assign a home first"
+                "refused: subject \(Quoting.name(owner)) has no home region, so nothing of it may be written to \(Quoting.name(partition)); assign a home first"
         case .ownerRequired(let partition):
-            return "every record in regional partition \(partition) needs an owner subject"
+            return "every record in regional partition \(Quoting.name(partition)) needs an owner subject"
         case .ownerNotAllowed(let partition):
-            return "records in the global partition \(partition) have no owner; drop the owner"
+            return "records in the global partition \(Quoting.name(partition)) have no owner; drop the owner"
         case .invalidName(let kind, let name, let reason):
-            return "invalid \(kind) name '\(name)': \(reason)"
+            return "invalid \(kind) name '\(Quoting.name(name))': \(reason)"
         case .noSuchPartition(let name):
-            return "there is no partition named \(name); create it with `pdb create-partition`"
+            return "there is no partition named \(Quoting.name(name)); create it with `pdb create-partition`"
         case .partitionExists(let name):
-            return "a partition named \(name) exists already"
+            return "a partition named \(Quoting.name(name)) exists already"
         case .noSuchTable(let partition, let table):
-            return "partition \(partition) has no table named \(table)"
+            return "partition \(Quoting.name(partition)) has no table named \(Quoting.name(table))"
         case .databaseExists(let path):
-            return "\(path) holds a database already"
+            return "\(Quoting.path(path)) holds a database already"
         case .noSuchDatabase(let path):
-            return "\(path) is not a PartitionDB database; create one with `pdb init`"
+            return "\(Quoting.path(path)) is not a PartitionDB database; create one with `pdb init`"
         case .keyTooLarge(let size, let limit):
             return "key of \(size) bytes exceeds the limit of \(limit) bytes"
         case .keyEmpty:
@@ -100,37 +102,38 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
         case .ownerTooLarge(let size, let limit):
             return "owner id of \(size) bytes exceeds the limit of \(limit) bytes"
         case .needsReopen(let partition):
-            return "an earlier I/O error occurred on partition \(partition); close and reopen it before writing again"
+            return
+                "an earlier I/O error occurred on partition \(Quoting.name(partition)); close and reopen it before writing again"
         case .changesNotRetained(let partition, let after, let oldest):
             return
-                "changes of \(partition) after LSN \(after) are no longer retained (oldest kept: \(oldest)); copy a fresh backup instead"
+                "changes of \(Quoting.name(partition)) after LSN \(after) are no longer retained (oldest kept: \(oldest)); copy a fresh backup instead"
         case .changeStreamMismatch(let partition, let reason):
-            return "change stream does not fit partition \(partition): \(reason)"
+            return "change stream does not fit partition \(Quoting.name(partition)): \(reason)"
         case .badBackup(let path, let reason):
-            return "\(path) is not a usable backup: \(reason)"
+            return "\(Quoting.path(path)) is not a usable backup: \(reason)"
         case .compression(let reason):
             return "zstd failed: \(reason)"
         case .closed(let partition):
-            return "partition \(partition) is closed"
+            return "partition \(Quoting.name(partition)) is closed"
         case .busy(let partition, let reason):
-            return "partition \(partition) is busy: \(reason); retry when it is idle"
+            return "partition \(Quoting.name(partition)) is busy: \(reason); retry when it is idle"
         case .unsafeFile(let path, let reason):
-            return "refused: \(path) \(reason); nothing was written"
+            return "refused: \(Quoting.path(path)) \(reason); nothing was written"
         case .nameMismatch(let path, let expected, let found):
             return
-                "\(path) holds partition \(found), not \(expected): a partition is opened only by its own name; move the file back to \(found).pdb (or restore a backup under the new name with `pdb restore --as`)"
+                "\(Quoting.path(path)) holds partition \(Quoting.name(found)), not \(Quoting.name(expected)): a partition is opened only by its own name; move the file back to \(Quoting.name(found)).pdb (or restore a backup under the new name with `pdb restore --as`)"
         case .duplicateFileID(let partition, let other):
             return
-                "partition \(partition) has the same file id as the open partition \(other): one is a copy of the other; move the copy out of the database directory (restore a backup with `pdb restore --as` to keep it as a partition of its own)"
+                "partition \(Quoting.name(partition)) has the same file id as the open partition \(Quoting.name(other)): one is a copy of the other; move the copy out of the database directory (restore a backup with `pdb restore --as` to keep it as a partition of its own)"
         case .targetExists(let path):
-            return "\(path) exists; choose a new file name, or add --force to replace it"
+            return "\(Quoting.path(path)) exists; choose a new file name, or add --force to replace it"
         case .reservedTable(let partition, let table):
             return
-                "table \(table) of partition \(partition) is written only through its API (the residency directory: `pdb home set`); nothing was changed"
+                "table \(Quoting.name(table)) of partition \(Quoting.name(partition)) is written only through its API (the residency directory: `pdb home set`); nothing was changed"
         case .identityMissing(let path, let files):
-            let shown = files.prefix(3).joined(separator: ", ") + (files.count > 3 ? ", ..." : "")
+            let shown = files.prefix(3).map(Quoting.name).joined(separator: ", ") + (files.count > 3 ? ", ..." : "")
             return
-                "\(path) holds database files (\(shown)) but its identity file PARTITIONDB is missing; nothing was changed. Write it back with the host's region (two lines: `partitiondb 1` and `region R`; spec/file-format.md#database-directory), do not run `pdb init` there"
+                "\(Quoting.path(path)) holds database files (\(shown)) but its identity file PARTITIONDB is missing; nothing was changed. Write it back with the host's region (two lines: `partitiondb 1` and `region R`; spec/file-format.md#database-directory), do not run `pdb init` there"
         }
     }
 

@@ -21,18 +21,25 @@ struct PDB: ParsableCommand {
     /// Parses and runs like `ParsableCommand.main()`, except that a usage error of a `--json`
     /// invocation is reported as a JSON error object on stdout, so scripts parse one format.
     static func main() {
+        // Before anything is opened: a closed 0, 1 or 2 would be reused by the first file the
+        // engine opens (the database's LOCK), and our output would be written into it.
+        StandardDescriptors.ensureOpen()
+        // A reader that went away must show up as EPIPE on the write, which `Output` reports,
+        // not as a silent death by SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
+            try RawArguments.checkUTF8()
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure, wantsJSON(arguments) {
-                Output.shared.json(ErrorReport(code: "usage", message: message(for: error)))
-                Output.shared.flush()
+                try? Output.shared.json(ErrorReport(code: "usage", message: message(for: error)))
+                try? Output.shared.flush()
                 Foundation.exit(code.rawValue)
             }
-            Output.shared.flush()
+            try? Output.shared.flush()
             exit(withError: error)
         }
     }

@@ -70,14 +70,14 @@ struct Apply: PDBCommand {
             let target = try database.partition(partition)
             var allCommitted = true
             // One turn per transaction: it begins at the first line that is not blank.
-            while let first = input.next() {
+            while let first = try input.next() {
                 // The line being applied; when the transaction aborts, the line that aborted it.
                 var current = first
                 var discarding = false
                 do {
                     let lsn = try target.write(durability: mode) { tx in
                         var operations = 0
-                        var line: String? = first
+                        var line: LineReader.Line? = first
                         while let text = line {
                             current = text
                             switch try Apply.parse(text, number: input.number) {
@@ -89,55 +89,84 @@ struct Apply: PDBCommand {
                                 try tx.delete(table, key)
                             }
                             operations += 1
-                            line = input.next()
+                            line = try input.next()
                         }
                         throw EndOfInput(operations: operations)
                     }
-                    output.json(Committed(committed: lsn.rawValue))
+                    try output.json(Committed(committed: lsn.rawValue))
+                } catch let failure as OutputFailure {
+                    throw failure
                 } catch let end as EndOfInput {
-                    output.json(RolledBack(rolledBack: end.operations))
+                    try output.json(RolledBack(rolledBack: end.operations))
                     allCommitted = false
+                } catch let error as CLIError where error.code == "io" {
+                    // Stdin itself failed: what follows cannot be read, so apply stops here.
+                    throw error
                 } catch {
                     let (code, message) = describe(error)
-                    output.json(Aborted(error: .init(code: code, message: message)))
+                    try output.json(Aborted(error: .init(code: code, message: message)))
                     allCommitted = false
                     // The rest of the aborted transaction, through its commit line, is dropped
                     // unless the abort was at that commit line (the commit itself failed).
                     discarding = !Apply.isCommit(current)
                 }
-                output.flush()
-                if discarding { Apply.discardThroughCommit(&input) }
+                // A line that cannot be delivered stops apply before it reads another line, so
+                // no transaction begins after the last acknowledgement that failed.
+                try output.flush()
+                if discarding { try Apply.discardThroughCommit(&input) }
             }
             return allCommitted
         }
         if !allCommitted { throw ExitCode.failure }
     }
 
-    /// Whether `text` is a commit line: one that `parse` reads as `.commit`.
-    static func isCommit(_ text: String) -> Bool {
-        (try? JSONDecoder().decode(RecordLine.self, from: Data(text.utf8)))?.op == "commit"
+    /// Whether `line` is a commit line: one that `parse` reads as `.commit`.
+    static func isCommit(_ line: LineReader.Line) -> Bool {
+        if case .commit? = try? parse(line, number: 0) { return true }
+        return false
     }
 
     /// Skips the lines left of an aborted transaction, through its `{"op":"commit"}` line or to
     /// the end of input. The skipped lines are not parsed into operations; malformed ones are
     /// skipped like the others, without output.
-    static func discardThroughCommit(_ input: inout LineReader) {
-        while let line = input.next() {
+    static func discardThroughCommit(_ input: inout LineReader) throws {
+        while let line = try input.next() {
             if isCommit(line) { return }
         }
     }
 
+    /// The member names apply reads; any other member is ignored (spec/cli.md#input).
+    static let fields: Set<String> = ["op", "table", "key", "key_b64", "value", "value_b64", "owner"]
+
     /// Reads one input line into an operation; throws `bad_input` for anything malformed.
-    static func parse(_ text: String, number: Int) throws -> Operation {
+    static func parse(_ input: LineReader.Line, number: Int) throws -> Operation {
         func bad(_ message: String) -> CLIError { CLIError(code: "bad_input", message: "line \(number): \(message)") }
-        let line: RecordLine
-        do {
-            line = try JSONDecoder().decode(RecordLine.self, from: Data(text.utf8))
-        } catch DecodingError.typeMismatch(_, let context) {
-            let field = context.codingPath.last?.stringValue
-            throw bad(field.map { "field \($0) must be a string" } ?? "not a JSON object")
-        } catch {
-            throw bad("not a JSON object")
+        let members: [StrictJSON.Member]
+        switch input {
+        case .tooLong(let length):
+            throw bad(
+                "\(length) bytes, longer than the longest valid operation (\(LineReader.maxLineLength) bytes); "
+                    + "it was skipped")
+        case .text(let bytes):
+            do { members = try StrictJSON.object(bytes) } catch { throw bad(error.message) }
+        }
+        var line = RecordLine()
+        for member in members where fields.contains(member.name) {
+            let text: String?
+            switch member.value {
+            case .string(let string): text = string
+            case .null: text = nil
+            case .other(let kind): throw bad("field \(member.name) must be a string, not \(kind)")
+            }
+            switch member.name {
+            case "op": line.op = text
+            case "table": line.table = text
+            case "key": line.key = text
+            case "key_b64": line.keyB64 = text
+            case "value": line.value = text
+            case "value_b64": line.valueB64 = text
+            default: line.owner = text
+            }
         }
         func bytes(_ plain: String?, _ base64: String?, _ name: String) throws -> [UInt8] {
             switch (plain, base64) {
@@ -169,21 +198,7 @@ struct Apply: PDBCommand {
         case nil:
             throw bad("missing op (put, del or commit)")
         case let op?:
-            throw bad("unknown op \(op.debugDescription) (use put, del or commit)")
+            throw bad("unknown op \"\(Quoting.name(op))\" (use put, del or commit)")
         }
-    }
-}
-
-/// Lines of stdin, without the blank ones, counting every line read for messages.
-struct LineReader {
-    /// The number of the last line returned, from 1.
-    private(set) var number = 0
-
-    mutating func next() -> String? {
-        while let line = readLine(strippingNewline: true) {
-            number += 1
-            if !line.allSatisfy(\.isWhitespace) { return line }
-        }
-        return nil
     }
 }

@@ -33,13 +33,13 @@ struct Backup: PDBCommand {
             try database.partition(partition).backup(to: file, replacing: force)
         }
         if json {
-            output.json(
+            try output.json(
                 Report(
                     partition: partition, file: file, pages: summary.pages, bytes: summary.bytes,
                     lsn: summary.lsn.rawValue))
         } else {
-            output.line(
-                "backed up \(partition) at LSN \(summary.lsn) to \(file): \(summary.pages) pages, \(summary.bytes) bytes"
+            try output.line(
+                "backed up \(Quoting.name(partition)) at LSN \(summary.lsn) to \(Quoting.path(file)): \(summary.pages) pages, \(summary.bytes) bytes"
             )
         }
     }

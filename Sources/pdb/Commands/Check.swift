@@ -66,7 +66,9 @@ extension Check {
         var page: UInt32?
         var message: String
 
-        var text: String { page.map { "\(file) page \($0): \(message)" } ?? "\(file): \(message)" }
+        var text: String {
+            page.map { "\(Quoting.path(file)) page \($0): \(message)" } ?? "\(Quoting.path(file)): \(message)"
+        }
     }
 
     func execute() throws {
@@ -97,9 +99,9 @@ extension Check {
             return Report(partitions: partitions)
         }
         if json {
-            output.json(report)
+            try output.json(report)
         } else {
-            show(report)
+            try show(report)
         }
         if !report.clean { throw ExitCode.failure }
     }
@@ -133,7 +135,7 @@ extension Check {
         }
     }
 
-    private func show(_ report: Report) {
+    private func show(_ report: Report) throws {
         for partition in report.partitions {
             if partition.clean {
                 var facts: [String] = []
@@ -144,21 +146,21 @@ extension Check {
                 }
                 if let frames = partition.logFrames { facts.append(counted(frames, "log frame")) }
                 if let tables = partition.tables { facts.append(counted(tables.count, "table")) }
-                output.line("\(partition.name): clean (\(facts.joined(separator: "; ")))")
+                try output.line("\(Quoting.name(partition.name)): clean (\(facts.joined(separator: "; ")))")
             } else {
                 let pages = partition.damagedPages.map(String.init).joined(separator: ", ")
                 let summary =
                     partition.damagedPages.isEmpty
                     ? counted(partition.problems.count, "problem")
                     : "damaged \(partition.damagedPages.count == 1 ? "page" : "pages") \(pages)"
-                output.line("\(partition.name): DAMAGED (\(summary))")
-                for problem in partition.problems { output.line("  \(problem.text)") }
+                try output.line("\(Quoting.name(partition.name)): DAMAGED (\(summary))")
+                for problem in partition.problems { try output.line("  \(problem.text)") }
             }
         }
         let damaged = report.partitions.filter { !$0.clean }.count
         if damaged > 0 {
-            output.line("")
-            output.line(
+            try output.line("")
+            try output.line(
                 "check failed: \(damaged) of \(counted(report.partitions.count, "partition")) damaged; restore from a backup"
             )
         }

@@ -35,13 +35,13 @@ struct Compact: PDBCommand {
             try database.partition(partition).compact()
         }
         if json {
-            output.json(
+            try output.json(
                 Report(
                     partition: partition, bytesBefore: summary.bytesBefore, bytesAfter: summary.bytesAfter,
                     pagesBefore: summary.pagesBefore, pagesAfter: summary.pagesAfter))
         } else {
-            output.line(
-                "compacted \(partition): \(summary.pagesBefore) -> \(summary.pagesAfter) pages, "
+            try output.line(
+                "compacted \(Quoting.name(partition)): \(summary.pagesBefore) -> \(summary.pagesAfter) pages, "
                     + "\(summary.bytesBefore) -> \(summary.bytesAfter) bytes")
         }
     }

@@ -33,9 +33,10 @@ struct CreatePartition: PDBCommand {
             try database.createPartition(name, region: requested)
         }
         if json {
-            output.json(Report(partition: partition.name, region: partition.region.name))
+            try output.json(Report(partition: partition.name, region: partition.region.name))
         } else {
-            output.line("created partition \(partition.name) (region \(partition.region)) in \(directory)")
+            try output.line(
+                "created partition \(partition.name) (region \(partition.region)) in \(Quoting.path(directory))")
         }
     }
 }

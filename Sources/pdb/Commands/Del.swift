@@ -24,15 +24,16 @@ struct Del: PDBCommand {
                 // Throwing rolls the transaction back, so a miss does not spend an LSN.
                 guard try tx.delete(target.table, keyBytes) else {
                     throw CLIError.notFound(
-                        "table \(target.table) of partition \(target.partition) has no record under that key")
+                        "table \(Quoting.name(target.table)) of partition \(Quoting.name(target.partition)) has no record under that key"
+                    )
                 }
                 return tx.lsn
             }
         }
         if json {
-            output.json(Report(deleted: true, committed: lsn.rawValue))
+            try output.json(Report(deleted: true, committed: lsn.rawValue))
         } else {
-            output.line("deleted; committed at LSN \(lsn)")
+            try output.line("deleted; committed at LSN \(lsn)")
         }
     }
 }

@@ -19,14 +19,15 @@ struct Get: PDBCommand {
         }
         guard let record else {
             throw CLIError.notFound(
-                "table \(target.table) of partition \(target.partition) has no record under that key")
+                "table \(Quoting.name(target.table)) of partition \(Quoting.name(target.partition)) has no record under that key"
+            )
         }
         if json {
-            output.json(RecordLine(table: target.table, record: record))
+            try output.json(RecordLine(table: target.table, record: record))
         } else if let text = Bytes.text(record.value) {
-            output.line(text)
+            try output.line(text)
         } else {
-            output.line(Bytes.base64(record.value))
+            try output.line(Bytes.base64(record.value))
             output.note("note: the value is not UTF-8 text; it is printed as base64")
         }
     }

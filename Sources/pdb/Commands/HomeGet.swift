@@ -25,12 +25,12 @@ struct HomeGet: PDBCommand {
         guard let home else {
             throw CLIError(
                 code: "no_home",
-                message: "subject \(subject) has no home region; assign one with `pdb home set`")
+                message: "subject \(Quoting.name(subject)) has no home region; assign one with `pdb home set`")
         }
         if json {
-            output.json(HomeEntry(subject: subject, home: home.name))
+            try output.json(HomeEntry(subject: subject, home: home.name))
         } else {
-            output.line(home.name)
+            try output.line(home.name)
         }
     }
 }

@@ -19,17 +19,18 @@ struct HomeList: PDBCommand {
     func execute() throws {
         let entries = try Session.withDatabase(directory) { _, directory in try directory.entries() }
         if json {
-            output.json(Report(homes: entries.map { HomeEntry(subject: $0.subject.rawValue, home: $0.home.name) }))
+            try output.json(Report(homes: entries.map { HomeEntry(subject: $0.subject.rawValue, home: $0.home.name) }))
             return
         }
         if entries.isEmpty {
-            output.line("no subjects have a home yet")
+            try output.line("no subjects have a home yet")
             return
         }
         let width = entries.map { $0.subject.rawValue.count }.max() ?? 0
         for entry in entries {
             let padding = String(repeating: " ", count: width - entry.subject.rawValue.count)
-            output.line("\(entry.subject.rawValue)\(padding)  \(entry.home.name)")
+            try output.line(
+                "\(Quoting.shown(entry.subject.rawValue, limit: SubjectID.maxLength))\(padding)  \(entry.home.name)")
         }
     }
 }

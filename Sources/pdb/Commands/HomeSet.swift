@@ -36,11 +36,11 @@ struct HomeSet: PDBCommand {
             try directory.assignHome(id, to: home)
         }
         if json {
-            output.json(Report(subject: subject, home: home.name, created: created))
+            try output.json(Report(subject: subject, home: home.name, created: created))
         } else if created {
-            output.line("subject \(subject) now lives in region \(home)")
+            try output.line("subject \(Quoting.name(subject)) now lives in region \(home)")
         } else {
-            output.line("subject \(subject) already lives in region \(home); nothing changed")
+            try output.line("subject \(Quoting.name(subject)) already lives in region \(home); nothing changed")
         }
     }
 }

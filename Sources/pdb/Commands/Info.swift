@@ -97,37 +97,39 @@ struct Info: PDBCommand {
             return Report(path: directory, region: database.region.name, partitions: partitions, problems: problems)
         }
         if json {
-            output.json(report)
+            try output.json(report)
             return
         }
-        output.line("database    \(report.path)")
-        output.line("region      \(report.region)")
+        try output.line("database    \(Quoting.path(report.path))")
+        try output.line("region      \(report.region)")
         if partition == nil {
-            output.line("partitions  \(report.partitions.map(\.name).joined(separator: ", "))")
+            try output.line("partitions  \(report.partitions.map(\.name).joined(separator: ", "))")
         }
         for info in report.partitions {
-            output.line("")
-            output.line("partition \(info.name) (region \(info.region))")
-            output.line("  page size   \(info.pageSize) bytes")
-            output.line("  pages       \(info.pageCount) (\(info.freePages) free)")
-            output.line("  last LSN    \(info.lastLSN)")
-            output.line("  log frames  \(info.logFrames)")
-            output.line("  file id     \(info.fileID)")
+            try output.line("")
+            try output.line("partition \(info.name) (region \(info.region))")
+            try output.line("  page size   \(info.pageSize) bytes")
+            try output.line("  pages       \(info.pageCount) (\(info.freePages) free)")
+            try output.line("  last LSN    \(info.lastLSN)")
+            try output.line("  log frames  \(info.logFrames)")
+            try output.line("  file id     \(info.fileID)")
             if info.tables.isEmpty {
-                output.line("  tables      none")
+                try output.line("  tables      none")
             } else {
-                output.line("  tables      \(info.tables.count)")
+                try output.line("  tables      \(info.tables.count)")
                 let width = info.tables.keys.map(\.count).max() ?? 0
                 for (table, count) in info.tables.sorted(by: { $0.key < $1.key }) {
                     let padding = String(repeating: " ", count: width - table.count)
-                    output.line("    \(table)\(padding)  \(counted(count, "record"))")
+                    try output.line("    \(table)\(padding)  \(counted(count, "record"))")
                 }
             }
         }
         if !report.problems.isEmpty {
-            output.line("")
-            for problem in report.problems { output.line("problem: \(problem.file): \(problem.message)") }
-            output.line("run `pdb check \(directory)` for the full verdict")
+            try output.line("")
+            for problem in report.problems {
+                try output.line("problem: \(Quoting.path(problem.file)): \(problem.message)")
+            }
+            try output.line("run `pdb check \(Quoting.path(directory))` for the full verdict")
         }
     }
 }

@@ -40,9 +40,9 @@ struct Init: PDBCommand {
         let database = try Database.create(at: directory, region: try Parse.region(region), options: options)
         try database.close()
         if json {
-            output.json(Report(path: directory, region: region, pageSize: pageSize))
+            try output.json(Report(path: directory, region: region, pageSize: pageSize))
         } else {
-            output.line("created database \(directory) for region \(region) (page size \(pageSize))")
+            try output.line("created database \(Quoting.path(directory)) for region \(region) (page size \(pageSize))")
         }
     }
 }

@@ -46,9 +46,9 @@ struct Put: PDBCommand {
             }
         }
         if json {
-            output.json(Report(committed: lsn.rawValue))
+            try output.json(Report(committed: lsn.rawValue))
         } else {
-            output.line("committed at LSN \(lsn)")
+            try output.line("committed at LSN \(lsn)")
         }
     }
 }

@@ -38,9 +38,9 @@ struct Restore: PDBCommand {
             try database.restore(from: file, as: name, replace: replace)
         }
         if json {
-            output.json(Report(partition: summary.partition, pages: summary.pages, lsn: summary.lsn.rawValue))
+            try output.json(Report(partition: summary.partition, pages: summary.pages, lsn: summary.lsn.rawValue))
         } else {
-            output.line("restored partition \(summary.partition) at LSN \(summary.lsn): \(summary.pages) pages")
+            try output.line("restored partition \(summary.partition) at LSN \(summary.lsn): \(summary.pages) pages")
         }
     }
 }

@@ -75,26 +75,26 @@ struct Scan: PDBCommand {
                     return
                 }
                 try tx.scan(target.table, range: range, reverse: reverse) { record in
-                    show(record)
+                    try show(record)
                     count += 1
                     return count < limit
                 }
             }
         }
         if json {
-            if withCommit { output.json(RecordLine(op: "commit")) }
+            if withCommit { try output.json(RecordLine(op: "commit")) }
         } else {
             let limited = count == limit && self.limit != nil ? " (limit reached)" : ""
-            output.line("\(counted(count, "record"))\(limited)")
+            try output.line("\(counted(count, "record"))\(limited)")
         }
     }
 
-    private func show(_ record: Record) {
+    private func show(_ record: Record) throws {
         if json {
-            output.json(RecordLine(table: target.table, record: record))
+            try output.json(RecordLine(table: target.table, record: record))
         } else {
-            let owner = record.owner.map { "  (owner \($0.rawValue))" } ?? ""
-            output.line("\(Bytes.display(record.key)) = \(Bytes.display(record.value))\(owner)")
+            let owner = record.owner.map { "  (owner \(Quoting.name($0.rawValue)))" } ?? ""
+            try output.line("\(Bytes.display(record.key)) = \(Bytes.display(record.value))\(owner)")
         }
     }
 }

@@ -1,13 +1,27 @@
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Buffered writes to stdout and stderr. All output goes through here, so lines never interleave
 /// out of order, and `flush()` runs before the process exits.
+///
+/// A write to stdout that fails (a full disk, a pipe whose reader has gone) throws
+/// `OutputFailure`, and every later write throws it again without writing: a command stops at
+/// the first output it could not deliver, rather than going on as if it had been read
+/// (spec/cli.md#errors-and-exit-codes). SIGPIPE is ignored by `PDB.main`, so a closed pipe
+/// reaches this code as EPIPE instead of killing the process silently.
 final class Output: @unchecked Sendable {
     static let shared = Output()
 
-    /// Protects `buffer`.
+    /// Protects `buffer` and `failure`.
     private let lock = NSLock()
-    private var buffer = Data()
+    private var buffer: [UInt8] = []
+    /// The first failed write to stdout; once set, nothing more is written there.
+    private var failure: OutputFailure?
     private static let flushThreshold = 64 << 10
 
     private let encoder: JSONEncoder = {
@@ -17,36 +31,69 @@ final class Output: @unchecked Sendable {
     }()
 
     /// Writes `text` and a newline to stdout.
-    func line(_ text: String) {
-        lock.lock()
-        buffer.append(contentsOf: Array(text.utf8))
-        buffer.append(0x0A)
-        let full = buffer.count >= Output.flushThreshold
-        lock.unlock()
-        if full { flush() }
+    func line(_ text: String) throws {
+        let full: Bool = try lock.withLock {
+            if let failure { throw failure }
+            buffer.append(contentsOf: text.utf8)
+            buffer.append(0x0A)
+            return buffer.count >= Output.flushThreshold
+        }
+        if full { try flush() }
     }
 
     /// Writes `value` as one line of JSON (keys sorted) to stdout.
-    func json<T: Encodable>(_ value: T) {
+    func json<T: Encodable>(_ value: T) throws {
         // Encoding our own plain structs cannot fail; a failure is a bug in this file.
         let data = try! encoder.encode(value)
-        line(String(decoding: data, as: UTF8.self))
+        try line(String(decoding: data, as: UTF8.self))
     }
 
-    /// Writes buffered stdout bytes to the file descriptor.
-    func flush() {
-        lock.lock()
-        let data = buffer
-        buffer = Data()
-        lock.unlock()
-        guard !data.isEmpty else { return }
-        try? FileHandle.standardOutput.write(contentsOf: data)
+    /// Writes buffered stdout bytes to file descriptor 1; throws (now and at every later call)
+    /// when the write fails.
+    func flush() throws {
+        try lock.withLock {
+            if let failure { throw failure }
+            let data = buffer
+            buffer = []
+            var written = 0
+            while written < data.count {
+                let n = data.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    let failure = OutputFailure(errno: errno)
+                    self.failure = failure
+                    throw failure
+                }
+                written += n
+            }
+        }
     }
 
-    /// Writes `text` and a newline to stderr, after flushing stdout.
+    /// Whether a write to stdout has failed.
+    var failed: Bool { lock.withLock { failure != nil } }
+
+    /// Writes `text` and a newline to stderr, after flushing stdout. Best effort: when stderr is
+    /// gone too there is nobody left to tell.
     func note(_ text: String) {
-        flush()
-        try? FileHandle.standardError.write(contentsOf: Data((text + "\n").utf8))
+        try? flush()
+        let bytes = Array((text + "\n").utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(2, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            written += n
+        }
+    }
+}
+
+/// A write to standard output failed; the command stops, reports it on stderr and exits 1.
+struct OutputFailure: Error, CustomStringConvertible {
+    var errno: Int32
+
+    var description: String {
+        "cannot write to standard output: \(String(cString: strerror(errno))) (errno \(errno)); "
+            + "the output is incomplete and the command stopped there"
     }
 }
 

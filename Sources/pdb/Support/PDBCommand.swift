@@ -13,18 +13,28 @@ extension PDBCommand {
     var json: Bool { global.json }
 
     func run() throws {
-        defer { Output.shared.flush() }
         do {
-            try execute()
-        } catch let exit as ExitCode {
-            throw exit
-        } catch {
-            let (code, message) = describe(error)
-            if global.json {
-                Output.shared.json(ErrorReport(code: code, message: message))
-            } else {
-                Output.shared.note("error: \(message)")
+            do {
+                try execute()
+                try Output.shared.flush()
+            } catch let exit as ExitCode {
+                try Output.shared.flush()
+                throw exit
+            } catch let failure as OutputFailure {
+                throw failure
+            } catch {
+                let (code, message) = describe(error)
+                if global.json {
+                    try Output.shared.json(ErrorReport(code: code, message: message))
+                    try Output.shared.flush()
+                } else {
+                    Output.shared.note("error: \(message)")
+                }
+                throw ExitCode.failure
             }
+        } catch let failure as OutputFailure {
+            // Stdout is gone, so the report goes to stderr whatever the format.
+            Output.shared.note("error: \(failure.description)")
             throw ExitCode.failure
         }
     }

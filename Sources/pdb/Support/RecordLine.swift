@@ -19,6 +19,8 @@ struct RecordLine: Codable, Equatable {
         case valueB64 = "value_b64"
     }
 
+    init() {}
+
     init(op: String) {
         self.op = op
     }
@@ -27,7 +29,22 @@ struct RecordLine: Codable, Equatable {
         op = "put"
         self.table = table
         if let text = Bytes.text(record.key) { key = text } else { keyB64 = Bytes.base64(record.key) }
-        if let text = Bytes.text(record.value) { value = text } else { valueB64 = Bytes.base64(record.value) }
+        if let text = Bytes.text(record.value), RecordLine.fitsAsText(record.value) {
+            value = text
+        } else {
+            valueB64 = Bytes.base64(record.value)
+        }
         owner = record.owner?.rawValue
+    }
+
+    /// Whether `value`, written as a JSON string, surely fits the room `apply` gives a value on
+    /// its line (`LineReader.valueBudget`): escaped, a control byte takes up to 6 bytes and `"`
+    /// or `\\` 2. Only huge values full of them fail this, and they are printed as `value_b64`,
+    /// so every line `scan --json` prints can be applied.
+    static func fitsAsText(_ value: [UInt8]) -> Bool {
+        if 6 * value.count <= LineReader.valueBudget { return true }
+        var length = 0
+        for byte in value { length += byte < 0x20 ? 6 : (byte == 0x22 || byte == 0x5C ? 2 : 1) }
+        return length <= LineReader.valueBudget
     }
 }

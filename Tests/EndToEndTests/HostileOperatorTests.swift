@@ -73,6 +73,24 @@ final class HostileOperatorTests: PDBTestCase {
         }
     }
 
+    /// Found by this test (seed 0x1, sequence 28): `pdb put DIR users t ==== v --key-b64` stored
+    /// the key `\x00`, and `QR==` was taken as `A`; the same in apply's `key_b64`/`value_b64`.
+    func testBase64IsTakenOnlyInItsOneEncoding() throws {
+        try makeDatabase()
+        for text in ["====", "QR==", "QQ", " QQ==", "QQ==\n"] {
+            let put = try pdb("put", db, "users", "t", text, "v", "--owner", "alice", "--key-b64", "--json")
+            assertExit(put, 64)
+            let value = try pdb("put", db, "users", "t", "k", text, "--owner", "alice", "--value-b64", "--json")
+            assertExit(value, 64)
+            let line = #"{"op":"put","table":"t","key_b64":"\#(text)","value":"x","owner":"alice"}"#
+            let apply = try pdb("apply", db, "users", stdin: line.replacingOccurrences(of: "\n", with: "") + "\n")
+            assertExit(apply, 1)
+        }
+        assertExit(try pdb("put", db, "users", "t", "QQ==", "/w==", "--owner", "alice", "--key-b64", "--value-b64"), 0)
+        let scan = try pdb("scan", db, "users", "t", "--json")
+        XCTAssertEqual(scan.lines, [#"{"key":"A","op":"put","owner":"alice","table":"t","value_b64":"/w=="}"#])
+    }
+
     static func parseSeed(_ text: String) -> UInt64? {
         text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
     }

@@ -13,8 +13,12 @@ enum Bytes {
     }
 
     /// Decodes standard (padded) base64; nil when `text` is not base64.
+    ///
+    /// Only the one canonical encoding of the bytes is taken: Foundation's decoder accepts
+    /// `====` as the byte 0 and `QR==` as `A` (nonzero padding bits), so two different
+    /// arguments would name one key. Re-encoding the result must give `text` back.
     static func fromBase64(_ text: String) -> [UInt8]? {
-        Data(base64Encoded: text).map { [UInt8]($0) }
+        Data(base64Encoded: text).flatMap { $0.base64EncodedString() == text ? [UInt8]($0) : nil }
     }
 
     /// The bytes of a command-line argument: UTF-8, or base64 when `base64` is set.

@@ -254,6 +254,12 @@ struct HostileSequence {
         try expectSuccess(["put", db, "global", "settings", "mode", "strict"])
         model["global", default: [:]]["settings", default: [:]][Array("mode".utf8)] = ModelRecord(
             value: Array("strict".utf8), owner: nil)
+        // Backups of known contents, for restore to find from the first step on.
+        for name in ["users", "global"] {
+            let file = outside + "/setup-\(name).backup"
+            try expectSuccess(["backup", db, name, file])
+            backups[file] = (name, model[name]!)
+        }
         try fileManager.createSymbolicLink(atPath: dbLink, withDestinationPath: db)
         try Data("not a backup, not a database\n".utf8).write(to: URL(fileURLWithPath: outside + "/garbage"))
         try fileManager.createSymbolicLink(
@@ -278,8 +284,7 @@ struct HostileSequence {
         var entry = "pdb \(show(arguments))"
         if !stdin.isEmpty { entry += "  <<< " + show(stdin) }
         entry += "\n    -> exit \(result.status)"
-        let output = (result.stdout.isEmpty ? result.stderr : result.stdout)
-            .replacingOccurrences(of: db, with: "DIR").replacingOccurrences(of: folder, with: "OUT")
+        let output = shorten(result.stdout.isEmpty ? result.stderr : result.stdout)
         if !output.isEmpty {
             entry += ": " + String(output.prefix(400)).replacingOccurrences(of: "\n", with: "\n       ")
         }
@@ -351,6 +356,26 @@ struct HostileSequence {
         }
     }
 
+    /// Partition, table and key: half the time a record the model holds, else anything. (Sorted
+    /// before picking: a dictionary's order changes from run to run, a replay's must not.)
+    mutating func target() -> (String, String, (argument: String, base64: Bool, bytes: [UInt8]?)) {
+        if random.chance(50) {
+            let records = model.sorted { $0.key < $1.key }.flatMap { partition, tables in
+                tables.sorted { $0.key < $1.key }.flatMap { table, records in
+                    records.keys.sorted { $0.lexicographicallyPrecedes($1) }.map { (partition, table, $0) }
+                }
+            }
+            if !records.isEmpty {
+                let (partition, table, key) = records[random.below(records.count)]
+                if let text = String(validating: key, as: UTF8.self), !text.hasPrefix("-"), random.chance(80) {
+                    return (partition, table, (text, false, key))
+                }
+                return (partition, table, (Data(key).base64EncodedString(), true, key))
+            }
+        }
+        return (partition(), table(), key())
+    }
+
     mutating func value() -> (argument: String, base64: Bool, bytes: [UInt8]?) {
         switch random.below(8) {
         case 0: return ("", false, [])
@@ -372,7 +397,7 @@ struct HostileSequence {
     // MARK: One step
 
     mutating func step() throws {
-        switch random.below(20) {
+        switch random.below(22) {
         case 0: try plant()
         case 1: try initialize()
         case 2: try createPartition()
@@ -387,17 +412,23 @@ struct HostileSequence {
         case 12: try scan()
         case 13, 14: try apply()
         case 15: try compact()
-        case 16, 17: try backup()
+        case 16, 17, 18: try backup()
         default: try restore()
         }
     }
+
+    static let optionsWithValues: Set<String> = [
+        "--as", "--owner", "--region", "--page-size", "--prefix", "--from", "--to", "--limit",
+    ]
 
     /// Adds `--json` at random after the command's name (before a `--`); returns whether it did.
     mutating func json(_ arguments: inout [String]) -> Bool {
         guard random.chance(70) else { return false }
         let first = arguments[0] == "home" ? 2 : 1
         let end = arguments.firstIndex(of: "--") ?? arguments.count
-        arguments.insert("--json", at: first + random.below(end - first + 1))
+        // Never between an option and its value.
+        let places = (first...end).filter { $0 == first || !Self.optionsWithValues.contains(arguments[$0 - 1]) }
+        arguments.insert("--json", at: random.pick(places))
         return true
     }
 
@@ -534,7 +565,8 @@ struct HostileSequence {
 
     mutating func put() throws {
         let directory = directory(mayWrite: true)
-        let (name, table, key, value, owner) = (partition(), table(), key(), value(), owner())
+        let (name, table, key) = target()
+        let (value, owner) = (value(), owner())
         var options: [String] = []
         if let owner { options += ["--owner", owner] }
         if key.base64 { options.append("--key-b64") }
@@ -555,7 +587,7 @@ struct HostileSequence {
 
     mutating func get() throws {
         let directory = directory(mayWrite: false)
-        let (name, table, key) = (partition(), table(), key())
+        let (name, table, key) = target()
         var arguments = assemble(["get", directory, name, table], [key.argument], key.base64 ? ["--key-b64"] : [])
         let isJSON = json(&arguments)
         let result = try execute(arguments, damageAllowed: isPlanted(name))
@@ -574,7 +606,7 @@ struct HostileSequence {
 
     mutating func del() throws {
         let directory = directory(mayWrite: true)
-        let (name, table, key) = (partition(), table(), key())
+        let (name, table, key) = target()
         var arguments = assemble(["del", directory, name, table], [key.argument], key.base64 ? ["--key-b64"] : [])
         let isJSON = json(&arguments)
         let result = try execute(arguments, damageAllowed: isPlanted(name))
@@ -618,7 +650,7 @@ struct HostileSequence {
 
     mutating func backup() throws {
         let directory = directory(mayWrite: true)
-        let name = partition()
+        let name = random.chance(40) ? random.pick(model.keys.sorted()) : partition()
         let existing = Array(backups.keys).sorted()
         var targets = [
             db + "/orders.pdb", db + "/users.pdb-log", db + "/PARTITIONDB", db + "/LOCK", db + "/global.pdb",
@@ -628,7 +660,7 @@ struct HostileSequence {
         targets += Self.plantNames.map { db + "/\($0).pdb" }
         let fresh = outside + "/b\(backupCount).backup"
         let target: String
-        if random.chance(45) {
+        if random.chance(55) {
             target = fresh
         } else if !existing.isEmpty && random.chance(30) {
             target = random.pick(existing)
@@ -656,7 +688,7 @@ struct HostileSequence {
         let directory = directory(mayWrite: true)
         let known = Array(backups.keys).sorted()
         let file: String
-        if !known.isEmpty && random.chance(60) {
+        if !known.isEmpty && random.chance(75) {
             file = random.pick(known)
         } else {
             file = random.pick(
@@ -671,7 +703,7 @@ struct HostileSequence {
             name = random.chance(50) ? random.pick(["users", "orders", "global", "restored"]) : partition()
             arguments += ["--as", name!]
         }
-        if random.chance(50) { arguments.append(random.pick(["--replace", "--force"])) }
+        if random.chance(60) { arguments.append(random.pick(["--replace", "--force"])) }
         _ = json(&arguments)
         // A garbage file restored is a damaged backup, not a damaged database.
         let result = try execute(arguments, damageAllowed: backups[resolved(file)] == nil)
@@ -923,10 +955,17 @@ struct HostileSequence {
         return "b64:" + Data(bytes).base64EncodedString()
     }
 
+    /// `text` with DIR and OUT for the sequence's paths.
+    func shorten(_ text: String) -> String {
+        text.replacingOccurrences(of: dbLink, with: "\u{0}")
+            .replacingOccurrences(of: db, with: "DIR").replacingOccurrences(of: folder, with: "OUT")
+            .replacingOccurrences(of: "\u{0}", with: "OUT/dblink")
+    }
+
     /// A command line for the transcript, with the sequence's folder shortened.
     func show(_ arguments: [String]) -> String {
         arguments.map { argument in
-            var text = argument.replacingOccurrences(of: db, with: "DIR").replacingOccurrences(of: folder, with: "OUT")
+            var text = shorten(argument)
             if text.count > 40 { text = String(text.prefix(12)) + "…(\(argument.utf8.count) bytes)" }
             return text.isEmpty || text.contains(" ") ? "'\(text)'" : text
         }.joined(separator: " ")

@@ -476,6 +476,11 @@ struct HostileSequence {
         if result.status == 0 && isDatabase(target) {
             failures.append("init replaced the database: pdb \(show(arguments))")
         }
+        // backup refuses DIR/new.pdb as a name of the database's own files (unsafe_file); a
+        // database made there is a stray that check and info report.
+        if result.status == 0 && target.hasPrefix(db + "/") {
+            failures.append("init made a database inside the database directory: pdb \(show(arguments))")
+        }
     }
 
     mutating func createPartition() throws {

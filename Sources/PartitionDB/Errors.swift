@@ -41,6 +41,15 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
     case closed(partition: String)
     /// The operation needs the partition to itself; `reason` says what is in the way.
     case busy(partition: String, reason: String)
+    /// Read-only opens (`Options.readOnly`) share the database's lock file, so no writer may
+    /// open it meanwhile. Code `locked`.
+    case lockedByReaders(path: String)
+    /// Another process holds the lock file but has not recorded its process id (yet, or it could
+    /// not write it). Code `locked`.
+    case lockedByUnknownProcess(path: String)
+    /// The database was opened read-only (`Options.readOnly`), or a read-write open found its
+    /// directory or files not writable; `operation` would write.
+    case readOnly(path: String, operation: String)
 
     public var description: String {
         switch self {
@@ -101,6 +110,14 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
             return "partition \(partition) is closed"
         case .busy(let partition, let reason):
             return "partition \(partition) is busy: \(reason); retry when it is idle"
+        case .lockedByReaders(let path):
+            return "\(path) is locked by read-only processes; wait for them to finish or open the database read-only"
+        case .lockedByUnknownProcess(let path):
+            return
+                "\(path) is locked by another process, which has not recorded its id; find it with `fuser \(path)` and stop it, or open another database"
+        case .readOnly(let path, let operation):
+            return
+                "\(path) is read-only here (opened with Options.readOnly, or not writable by this process), so \(operation) is refused; write through a read-write open with write permission"
         }
     }
 
@@ -134,6 +151,8 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
         case .compression: return "compression"
         case .closed: return "closed"
         case .busy: return "busy"
+        case .lockedByReaders, .lockedByUnknownProcess: return "locked"
+        case .readOnly: return "read_only"
         }
     }
 }

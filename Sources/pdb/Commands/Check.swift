@@ -54,7 +54,7 @@ struct Check: PDBCommand {
     }
 
     func execute() throws {
-        let report = try Session.withBareDatabase(directory) { database in
+        let report = try Session.withBareDatabase(directory, readOnly: true) { database in
             let names = try partition.map { [$0] } ?? database.partitionNames()
             let partitions = try names.map { try check($0, in: database) }
             return Report(clean: partitions.allSatisfy(\.clean), partitions: partitions)

@@ -55,7 +55,7 @@ struct Info: PDBCommand {
     }
 
     func execute() throws {
-        let report = try Session.withDatabase(directory) { database, _ in
+        let report = try Session.withDatabase(directory, readOnly: true) { database, _ in
             let names = try partition.map { [$0] } ?? database.partitionNames()
             return Report(
                 path: directory, region: database.region.name,

@@ -65,14 +65,18 @@ enum PartitionFile {
     }
 
     /// Opens the partition at `path`, refusing (and creating nothing) when it belongs to a region
-    /// other than `expectedRegion`. Recovers the log and checkpoints it.
+    /// other than `expectedRegion`. Recovers the log and checkpoints it. With `options.readOnly`
+    /// both files are opened read-only, a missing log is an empty one in memory, and nothing is
+    /// checkpointed: the pager reads the recovered commits from the log
+    /// (spec/file-format.md#read-only-opens).
     static func open(
         at path: String, expectedName: String, expectedRegion: Region, options: Options, fileSystem: any FileSystem
     ) throws -> Pager {
         let logPath = logPath(path)
         try requireOwnFile(path, fileSystem: fileSystem)
         try requireOwnFile(logPath, fileSystem: fileSystem)
-        let mainFile = try fileSystem.open(path, create: false)
+        let readOnly = options.readOnly
+        let mainFile = try readOnly ? fileSystem.openReadOnly(path) : fileSystem.open(path, create: false)
         var handles: [any FileHandle] = [mainFile]
         do {
             // Page 0 of the partition file says what the file is. A checkpoint rewrites it, so a
@@ -106,9 +110,14 @@ enum PartitionFile {
                 try checkRegion(mainHeader, expected: expectedRegion, path: path)
                 try checkName(mainHeader, expected: expectedName, path: path)
             }
-            let logFile = try fileSystem.open(logPath, create: true)
+            let logFile: any FileHandle
+            if readOnly {
+                logFile = logExists ? try fileSystem.openReadOnly(logPath) : EmptyFile(path: logPath)
+            } else {
+                logFile = try fileSystem.open(logPath, create: true)
+            }
             handles.append(logFile)
-            if !logExists { try fileSystem.syncDirectory(directoryOf(path)) }
+            if !logExists && !readOnly { try fileSystem.syncDirectory(directoryOf(path)) }
             let logIdentity = logHeaderIdentity(logFile)
             guard let pageSize = pageSize ?? logIdentity?.pageSize,
                 let fileID = mainHeader?.fileID ?? logIdentity?.fileID
@@ -140,8 +149,9 @@ enum PartitionFile {
                 fileSystem: fileSystem, mainFile: mainFile, wal: wal, header: header, cacheCapacity: options.cachePages,
                 autoCheckpointFrames: options.autoCheckpointFrames, directWritePages: options.directWritePages,
                 relocationPages: options.relocationPages, mapFile: options.mapPartitionFiles)
-            // Recovery ends with a checkpoint, so the partition file is whole again.
-            try pager.checkpoint()
+            // Recovery ends with a checkpoint, so the partition file is whole again; read-only,
+            // the recovered commits stay in the log, where the pager finds them.
+            if !readOnly { try pager.checkpoint() }
             return pager
         } catch {
             for handle in handles { handle.close() }

@@ -35,6 +35,7 @@ extension Partition {
             context: PageContext(pager: pager, snapshot: snapshot), region: region, mainPath: path,
             logPath: pager.wal.file.path)
         try checker.run()
+        checker.reportPreservedLogs(fileSystem: fileSystem)
         return checker.report
     }
 }
@@ -179,6 +180,27 @@ struct Checker {
                     record(error, page: nil, file: logPath)
                 }
             }
+        }
+    }
+
+    /// A copy of a damaged log next to the partition file means commits were dropped at some
+    /// open: a problem until an operator removes the file (spec/file-format.md#damage-in-the-log).
+    mutating func reportPreservedLogs(fileSystem: any FileSystem) {
+        let header = context.header
+        let found: [(path: String, damage: LogDamage?)]
+        do {
+            found = try PartitionFile.preservedLogs(
+                path: mainPath, pageSize: header.pageSize, fileID: header.fileID, fileSystem: fileSystem)
+        } catch {
+            problem(nil, "could not look for preserved copies of a damaged log: \(error)")
+            return
+        }
+        for (path, damage) in found {
+            let message =
+                damage.map { RecoveryWarning(preservedLog: path, damage: $0).description }
+                ?? "a preserved copy of a damaged log of this partition: recovery dropped commits after damage in "
+                + "the log. Restore the partition from a backup that holds them, then remove the file"
+            problem(nil, message, file: path)
         }
     }
 

@@ -86,6 +86,13 @@ enum PartitionFile {
             }
             let wal = WriteAheadLog(file: logFile, pageSize: pageSize, fileID: fileID)
             try wal.recover()
+            if let damage = wal.damage {
+                // Commits after the damage are lost to this open: keep the log as found before the
+                // checkpoint below (and the next commit) can replace it. The kept prefix is a valid
+                // state, so opening goes on; `check()` reports the copy until it is removed.
+                let copy = try preserveDamagedLog(wal, damage: damage, path: path, fileSystem: fileSystem)
+                wal.recoveryWarning = RecoveryWarning(preservedLog: copy, damage: damage)
+            }
 
             var header = mainHeader
             if let frame = wal.latestFrame(of: .header, below: wal.frameCount) {

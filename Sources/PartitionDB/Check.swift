@@ -227,7 +227,15 @@ struct Checker {
         var stack: [(PageNumber, [UInt8]?, [UInt8]?, Int)] = [(root, nil, nil, 0)]
         var leafDepth: Int? = nil
         while let (number, lower, upper, depth) = stack.popLast() {
+            // A page reached before (from this tree or another) is counted again, so the final
+            // tally reports it, but not descended into again: a link back to an ancestor (a cycle)
+            // or to a shared subtree would otherwise make the walk loop or grow without bound.
+            let reachedBefore = Int(number.rawValue) < seen.count && seen[Int(number.rawValue)] > 0
             mark(number.rawValue)
+            if reachedBefore {
+                problem(number.rawValue, "\(name): a link leads to a page reached before (a cycle or a shared page)")
+                continue
+            }
             if depth > 64 {
                 problem(number.rawValue, "\(name) is deeper than 64 levels")
                 continue
@@ -291,10 +299,10 @@ struct Checker {
     private mutating func checkFreelist() {
         var trunk = context.header.freelistHead
         var free = 0
-        var trunks = 0
+        var trunks: Set<UInt32> = []
         while trunk != .none {
-            trunks += 1
-            guard trunks <= seen.count else {
+            // A trunk seen before is a loop: stop at once rather than count its entries again.
+            guard trunks.insert(trunk.rawValue).inserted, trunks.count <= seen.count else {
                 problem(trunk.rawValue, "the free list loops")
                 return
             }

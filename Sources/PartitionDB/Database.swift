@@ -105,6 +105,7 @@ public final class Database: @unchecked Sendable {
         name == identityFileName + ".creating" || name.hasSuffix(partitionSuffix + ".creating")
             || name.hasSuffix(partitionSuffix + ".compacting") || name.hasSuffix(partitionSuffix + ".compacting-log")
             || name.hasSuffix(partitionSuffix + ".compacting.creating")
+            || (name.contains(partitionSuffix + "-log.damaged-") && name.hasSuffix(".copying"))
     }
 
     /// Whether `files` is only a global partition file as `create` writes it: no log, and a

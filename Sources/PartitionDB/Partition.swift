@@ -57,10 +57,17 @@ public final class Partition: @unchecked Sendable {
         self.currentPager = pager
         self.options = options
         self.resolver = resolver
+        self.recoveryWarnings = pager.wal.recoveryWarning.map { [$0] } ?? []
     }
 
     /// The LSN of the newest commit.
     public var lastLSN: LSN { pager.latestSnapshot.header.lastLSN }
+
+    /// What opening this partition found and kept aside: set when recovery stopped at a damaged
+    /// log frame that frames of later commits follow, so commits were dropped and a copy of the
+    /// log was preserved next to the file. Empty after a clean open or a torn tail. `check()`
+    /// reports the preserved copy to every later process too. Spec: file-format.md#damage-in-the-log
+    public let recoveryWarnings: [RecoveryWarning]
 
     // MARK: Transactions
 

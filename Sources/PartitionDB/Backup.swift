@@ -127,7 +127,7 @@ extension Database {
     public func restore(from backupPath: String, as name: String? = nil, replace: Bool = false) throws -> RestoreSummary
     {
         // The engine opens no name through a symlink; a backup file named by one is read where it is.
-        let source = try fileSystem.open(fileSystem.resolve(backupPath) ?? backupPath, create: false)
+        let source = try fileSystem.openReadOnly(fileSystem.resolve(backupPath) ?? backupPath)
         defer { source.close() }
         let headerBytes: [UInt8]
         do {

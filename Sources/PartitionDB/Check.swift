@@ -35,6 +35,11 @@ extension Partition {
             context: PageContext(pager: pager, snapshot: snapshot), region: region, mainPath: path,
             logPath: pager.wal.file.path)
         try checker.run()
+        checker.reportPreservedLogs(fileSystem: fileSystem)
+        // A read-only open preserves no copy: the damaged log itself, untouched, is the evidence.
+        for warning in recoveryWarnings where options.readOnly {
+            checker.problem(nil, warning.description, file: warning.preservedLog)
+        }
         return checker.report
     }
 }
@@ -182,6 +187,27 @@ struct Checker {
         }
     }
 
+    /// A copy of a damaged log next to the partition file means commits were dropped at some
+    /// open: a problem until an operator removes the file (spec/file-format.md#damage-in-the-log).
+    mutating func reportPreservedLogs(fileSystem: any FileSystem) {
+        let header = context.header
+        let found: [(path: String, damage: LogDamage?)]
+        do {
+            found = try PartitionFile.preservedLogs(
+                path: mainPath, pageSize: header.pageSize, fileID: header.fileID, fileSystem: fileSystem)
+        } catch {
+            problem(nil, "could not look for preserved copies of a damaged log: \(error)")
+            return
+        }
+        for (path, damage) in found {
+            let message =
+                damage.map { RecoveryWarning(preservedLog: path, damage: $0).description }
+                ?? "a preserved copy of a damaged log of this partition: recovery dropped commits after damage in "
+                + "the log. Restore the partition from a backup that holds them, then remove the file"
+            problem(nil, message, file: path)
+        }
+    }
+
     private mutating func record(_ error: PartitionDBError, page: UInt32?, file: String? = nil) {
         treeDamaged = true
         if case .corruptPage(let f, let p, let reason) = error {
@@ -205,7 +231,15 @@ struct Checker {
         var stack: [(PageNumber, [UInt8]?, [UInt8]?, Int)] = [(root, nil, nil, 0)]
         var leafDepth: Int? = nil
         while let (number, lower, upper, depth) = stack.popLast() {
+            // A page reached before (from this tree or another) is counted again, so the final
+            // tally reports it, but not descended into again: a link back to an ancestor (a cycle)
+            // or to a shared subtree would otherwise make the walk loop or grow without bound.
+            let reachedBefore = Int(number.rawValue) < seen.count && seen[Int(number.rawValue)] > 0
             mark(number.rawValue)
+            if reachedBefore {
+                problem(number.rawValue, "\(name): a link leads to a page reached before (a cycle or a shared page)")
+                continue
+            }
             if depth > 64 {
                 problem(number.rawValue, "\(name) is deeper than 64 levels")
                 continue
@@ -269,10 +303,10 @@ struct Checker {
     private mutating func checkFreelist() {
         var trunk = context.header.freelistHead
         var free = 0
-        var trunks = 0
+        var trunks: Set<UInt32> = []
         while trunk != .none {
-            trunks += 1
-            guard trunks <= seen.count else {
+            // A trunk seen before is a loop: stop at once rather than count its entries again.
+            guard trunks.insert(trunk.rawValue).inserted, trunks.count <= seen.count else {
                 problem(trunk.rawValue, "the free list loops")
                 return
             }

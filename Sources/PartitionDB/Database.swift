@@ -1,7 +1,8 @@
 /// A database: one directory on one host, holding the partitions of the host's region and the
 /// global residency directory partition. Layout of the directory: spec/file-format.md#database-directory
 ///
-/// Open it once per process; a second process gets `locked(pid:)`.
+/// Open it once per process; a second process gets `locked(pid:)`. With `Options.readOnly` any
+/// number of processes open it at once, and no writer meanwhile (spec/file-format.md#lock).
 public final class Database: @unchecked Sendable {
     public let path: String
     /// The region this host serves. Partitions of other regions are refused.
@@ -70,6 +71,8 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Opens the database in `path` as a host of `region`; refuses a database of another region.
+    /// With `options.readOnly` nothing is created or written and writes throw `readOnly`; the
+    /// directory and its files then need only be readable (spec/file-format.md#read-only-opens).
     public static func open(at path: String, region: Region, options: Options = Options()) throws -> Database {
         try open(at: path, region: region, options: options, fileSystem: PosixFileSystem())
     }
@@ -77,13 +80,22 @@ public final class Database: @unchecked Sendable {
     package static func open(at path: String, region: Region, options: Options, fileSystem: any FileSystem) throws
         -> Database
     {
+        // Nothing is created in a directory that holds no database, not even `LOCK`.
+        guard fileSystem.exists(path + "/" + identityFileName) else {
+            // `noSuchDatabase`, or `identityMissing` when partition files say it was a database.
+            _ = try storedRegion(at: path, fileSystem: fileSystem)
+            throw PartitionDBError.noSuchDatabase(path: path)
+        }
+        // The lock (and the holder's pid in it) comes before any other file is opened.
+        let lock = try FileLock(path: path + "/LOCK", mode: options.readOnly ? .shared : .exclusive)
         let found = try storedRegion(at: path, fileSystem: fileSystem)
         guard found == region else {
             throw PartitionDBError.regionMismatch(path: path, expected: region.name, found: found.name)
         }
-        let lock = try FileLock(path: path + "/LOCK")
-        try removeLeftovers(in: path, fileSystem: fileSystem)
-        return Database(path: path, region: region, options: options, fileSystem: fileSystem, lock: lock)
+        try removeLeftovers(in: path, fileSystem: fileSystem, readOnly: options.readOnly)
+        // Read-only, the engine's only door to the files refuses whatever would change them.
+        let files = options.readOnly ? ReadOnlyFileSystem(base: fileSystem) : fileSystem
+        return Database(path: path, region: region, options: options, fileSystem: files, lock: lock)
     }
 
     /// Whether `name` is a temporary file of a creation, restore or compaction in the database
@@ -93,6 +105,7 @@ public final class Database: @unchecked Sendable {
         name == identityFileName + ".creating" || name.hasSuffix(partitionSuffix + ".creating")
             || name.hasSuffix(partitionSuffix + ".compacting") || name.hasSuffix(partitionSuffix + ".compacting-log")
             || name.hasSuffix(partitionSuffix + ".compacting.creating")
+            || (name.contains(partitionSuffix + "-log.damaged-") && name.hasSuffix(".copying"))
     }
 
     /// Whether `files` is only a global partition file as `create` writes it: no log, and a
@@ -124,7 +137,8 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Removes what crashed creations, restores and compactions left; called with the lock held.
-    private static func removeLeftovers(in path: String, fileSystem: any FileSystem) throws {
+    private static func removeLeftovers(in path: String, fileSystem: any FileSystem, readOnly: Bool) throws {
+        guard !readOnly else { return }
         let leftovers = try fileSystem.list(path).filter(isLeftover)
         guard !leftovers.isEmpty else { return }
         for name in leftovers { try fileSystem.remove(path + "/" + name) }
@@ -146,7 +160,7 @@ public final class Database: @unchecked Sendable {
             }
             throw PartitionDBError.noSuchDatabase(path: path)
         }
-        let file = try fileSystem.open(identity, create: false)
+        let file = try fileSystem.openReadOnly(identity)
         defer { file.close() }
         let size = try file.size()
         guard size < 4096 else { throw PartitionDBError.badFormat(file: identity, reason: "identity file too large") }
@@ -262,21 +276,33 @@ public final class Database: @unchecked Sendable {
         }
     }
 
-    /// Closes every open partition (checkpointing it) and releases the directory's lock.
+    /// Closes every open partition (checkpointing it) and releases the directory's lock, and from
+    /// then on refuses to open partitions (`closed`). The lock is released only once every
+    /// partition has closed: a partition that refuses (`busy`: a read transaction still runs)
+    /// stays open, tracked and locked against other processes, and its error is thrown; calling
+    /// `close()` again after the reader has ended finishes the job. A partition that closed its
+    /// files but reported an earlier I/O error counts as closed; the error is thrown all the same.
     public func close() throws {
         let open = stateLock.withLock {
             isClosed = true
-            let all = Array(partitions.values)
-            partitions = [:]
-            return all
+            return Array(partitions.values)
         }
         var firstError: Error? = nil
         for partition in open {
             do { try partition.close() } catch { if firstError == nil { firstError = error } }
         }
-        lock.release()
+        let remaining = stateLock.withLock {
+            // `onClose` forgets a closed partition already; this also covers a handle without it.
+            partitions = partitions.filter { $0.value.isOpen }
+            return partitions.count
+        }
+        if remaining == 0 { lock.release() }
         if let firstError { throw firstError }
     }
+
+    /// Whether the directory's `LOCK` is still held by this handle (false after `close()`
+    /// released it, and for a read-only open of a directory it may not write, which goes without).
+    package var holdsLock: Bool { lock.isHeld }
 
     /// Moves a restored partition file into place as `name`. Under the lock, so no handle of
     /// that name can be opened meanwhile; the old partition's log goes first (durably), so it is

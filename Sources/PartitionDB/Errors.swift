@@ -54,6 +54,15 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
     case reservedTable(partition: String, table: String)
     /// A directory holds partition files but not the identity file `PARTITIONDB`.
     case identityMissing(path: String, files: [String])
+    /// Read-only opens (`Options.readOnly`) share the database's lock file, so no writer may
+    /// open it meanwhile. Code `locked`.
+    case lockedByReaders(path: String)
+    /// Another process holds the lock file but has not recorded its process id (yet, or it could
+    /// not write it). Code `locked`.
+    case lockedByUnknownProcess(path: String)
+    /// The database was opened read-only (`Options.readOnly`), or a read-write open found its
+    /// directory or files not writable; `operation` would write.
+    case readOnly(path: String, operation: String)
 
     public var description: String {
         switch self {
@@ -134,6 +143,15 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
             let shown = files.prefix(3).map(Quoting.name).joined(separator: ", ") + (files.count > 3 ? ", ..." : "")
             return
                 "\(Quoting.path(path)) holds database files (\(shown)) but its identity file PARTITIONDB is missing; nothing was changed. Write it back with the host's region (two lines: `partitiondb 1` and `region R`; spec/file-format.md#database-directory), do not run `pdb init` there"
+        case .lockedByReaders(let path):
+            return
+                "\(Quoting.path(path)) is locked by read-only processes; wait for them to finish or open the database read-only"
+        case .lockedByUnknownProcess(let path):
+            return
+                "\(Quoting.path(path)) is locked by another process, which has not recorded its id; find it with `fuser \(Quoting.path(path))` and stop it, or open another database"
+        case .readOnly(let path, let operation):
+            return
+                "\(Quoting.path(path)) is read-only here (opened with Options.readOnly, or not writable by this process), so \(operation) is refused; write through a read-write open with write permission"
         }
     }
 
@@ -173,6 +191,8 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
         case .targetExists: return "target_exists"
         case .reservedTable: return "reserved_table"
         case .identityMissing: return "identity_missing"
+        case .lockedByReaders, .lockedByUnknownProcess: return "locked"
+        case .readOnly: return "read_only"
         }
     }
 }

@@ -33,5 +33,12 @@ public struct Options: Sendable {
     /// false to read with `pread` and get every read error as a typed error.
     public var mapPartitionFiles: Bool = true
 
+    /// Open the database read-only: every file is opened `O_RDONLY`, nothing is created, no
+    /// checkpoint runs (recovery of a log keeps its commits in memory and reads them from the
+    /// log), writes throw `readOnly`, and the `LOCK` is shared with other read-only opens, so no
+    /// writer can open the database meanwhile (it gets `lockedByReaders`). A directory that is
+    /// not writable is opened without the lock. Spec: spec/file-format.md#read-only-opens
+    public var readOnly: Bool = false
+
     public init() {}
 }

@@ -19,13 +19,23 @@ public final class Partition: @unchecked Sendable {
         set { pagerLock.withLock { currentPager = newValue } }
     }
 
-    /// The pager, or `closed` once the partition is closed.
+    /// The pager with one reader admitted, or `closed` once the partition is closed. The caller
+    /// must call `beginRead()` on it next (and `endRead` when done): `close()` refuses (`busy`)
+    /// while a reader is admitted or registered, and admitting is refused once it has closed, so
+    /// a read racing a close either is refused here or makes the close wait; it never reads
+    /// through closed or reused descriptors.
     func openPager() throws -> Pager {
-        try pagerLock.withLock {
-            guard !isClosed else { throw PartitionDBError.closed(partition: name) }
+        let pager = try pagerLock.withLock {
+            guard !isClosed, currentPager.admitReader() else { throw PartitionDBError.closed(partition: name) }
             return currentPager
         }
+        readerAdmitted?()
+        return pager
     }
+
+    /// Test hook: runs in `openPager()` between admitting a reader and its `beginRead()`, where
+    /// a close used to slip in. Set it before any reader starts.
+    var readerAdmitted: (@Sendable () -> Void)? = nil
 
     /// Serializes write transactions, checkpoints, compaction and close.
     private let writerLock = Lock()
@@ -47,10 +57,17 @@ public final class Partition: @unchecked Sendable {
         self.currentPager = pager
         self.options = options
         self.resolver = resolver
+        self.recoveryWarnings = pager.wal.recoveryWarning.map { [$0] } ?? []
     }
 
     /// The LSN of the newest commit.
     public var lastLSN: LSN { pager.latestSnapshot.header.lastLSN }
+
+    /// What opening this partition found and kept aside: set when recovery stopped at a damaged
+    /// log frame that frames of later commits follow, so commits were dropped and a copy of the
+    /// log was preserved next to the file. Empty after a clean open or a torn tail. `check()`
+    /// reports the preserved copy to every later process too. Spec: file-format.md#damage-in-the-log
+    public let recoveryWarnings: [RecoveryWarning]
 
     // MARK: Transactions
 
@@ -83,7 +100,8 @@ public final class Partition: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         try checkWritable()
-        let pager = try openPager()
+        // The writer lock keeps `close()` out until the commit is done.
+        let pager = self.pager
         let context = WriteContext(pager: pager, snapshot: pager.latestSnapshot)
         context.header.lastLSN = context.header.lastLSN.next
         let transaction = WriteTransaction(context: context, partition: self)
@@ -129,6 +147,7 @@ public final class Partition: @unchecked Sendable {
 
     private func checkWritable() throws {
         if isClosed { throw PartitionDBError.closed(partition: name) }
+        if options.readOnly { throw PartitionDBError.readOnly(path: path, operation: "writing") }
         if failure != nil { throw PartitionDBError.needsReopen(partition: name) }
     }
 
@@ -179,39 +198,45 @@ public final class Partition: @unchecked Sendable {
         try exclusively { _ = try pager.checkpoint() }
     }
 
-    /// Checkpoints everything and closes the files. Further use throws `closed`. Throws the
-    /// earlier I/O error, if writes had stopped because of one (the log keeps what it holds).
+    /// Checkpoints everything (not when read-only) and closes the files. Further use throws
+    /// `closed`. Throws `busy`, and stays open, while a read transaction (or `check()`,
+    /// `backup(to:)`, `info()`) runs; close again when it has ended. Throws the earlier I/O error,
+    /// if writes had stopped because of one (the log keeps what it holds); the files are closed
+    /// then all the same.
     public func close() throws {
         writerLock.lock()
         defer { writerLock.unlock() }
         guard !isClosed else { return }
         let pager = self.pager
         // A reader still running needs the files, and a second handle opened on them meanwhile
-        // would checkpoint under it: closing waits for the caller to finish its reads.
-        let readers = pager.activeReaders
+        // would checkpoint under it: closing waits for the caller to finish its reads. The check
+        // and the mark are one step under the pager's state lock, where readers are admitted.
+        let readers: Int = pagerLock.withLock {
+            let readers = pager.closeIfIdle()
+            if readers == 0 { isClosed = true }
+            return readers
+        }
         guard readers == 0 else {
             throw PartitionDBError.busy(partition: name, reason: "\(readers) read transactions are still running")
         }
-        pagerLock.withLock { isClosed = true }
         onClose?()
-        defer {
-            pager.wal.file.close()
-            pager.mainFile.close()
-        }
+        defer { pager.releaseFiles() }
         // After an I/O error the partition file may lack commits that only the log holds: say so
         // (reopening recovers them) rather than close as if all were well.
         if let failure { throw failure }
-        try pager.checkpointAll()
+        if !options.readOnly { try pager.checkpointAll() }
     }
 
     /// Facts about the partition for `pdb info`.
     public func info() throws -> PartitionInfo {
-        let snapshot = pager.latestSnapshot
-        let header = snapshot.header
+        // The snapshot of the read itself: a closed partition refuses it, and the counts and the
+        // header describe the same commit.
         var tables: [String: Int] = [:]
-        try read { tx in
+        let snapshot = try read { tx in
             for table in try tx.tables() { tables[table] = try tx.count(table) }
+            return tx.context.snapshot
         }
+        let header = snapshot.header
         return PartitionInfo(
             name: name, region: region, pageSize: header.pageSize, pageCount: Int(header.pageCount),
             freePages: Int(header.freeCount), lastLSN: header.lastLSN, logFrames: snapshot.frameLimit,

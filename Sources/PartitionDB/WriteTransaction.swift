@@ -35,6 +35,10 @@ public final class WriteTransaction: ReadTransaction {
             writeContext.put(root, Page.emptyNode(kind: .leaf, size: writeContext.pageSize))
             let state = TableState(info: TableInfo(id: writeContext.header.nextTableID, root: root, count: 0))
             state.changed = true
+            guard writeContext.header.nextTableID < UInt32.max else {
+                throw PartitionDBError.corruptPage(
+                    file: writeContext.path, page: PageNumber.header.rawValue, reason: "next table id at its maximum")
+            }
             writeContext.header.nextTableID += 1
             tableCache[table] = state
             remember(table, state)
@@ -136,6 +140,7 @@ public final class WriteTransaction: ReadTransaction {
                 _ = try BTree.delete(old, root: ctx.header.ownerIndexRoot, in: ctx)
             }
         } else {
+            guard state.info.count < UInt64(Int.max) else { throw catalogDamage(state, "counts too many records") }
             state.info.count += 1
             state.changed = true
         }
@@ -167,10 +172,19 @@ public final class WriteTransaction: ReadTransaction {
                 let indexKey = OwnerIndexKey.make(owner: removed.owner, tableID: info.id, key: Array(key))
                 _ = try BTree.delete(indexKey, root: ctx.header.ownerIndexRoot, in: ctx)
             }
+            // The count comes from disk (the catalog entry): 0 here is damage, not a reason to trap.
+            guard state.info.count > 0 else { throw catalogDamage(state, "counts 0 records but the table holds one") }
             state.info.count -= 1
             state.changed = true
             return true
         }
+    }
+
+    /// The error for a catalog entry whose stored count cannot be right (it came from disk).
+    private func catalogDamage(_ state: TableState, _ what: String) -> PartitionDBError {
+        .corruptPage(
+            file: writeContext.path, page: writeContext.header.catalogRoot.rawValue,
+            reason: "a catalog entry (table id \(state.info.id)) \(what)")
     }
 
     private func validate(keySize: Int, valueSize: Int) throws {

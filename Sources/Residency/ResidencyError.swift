@@ -11,9 +11,11 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .alreadyRegistered(let subject, let home):
-            return "subject \(subject) is already registered with home region \(home); one subject has one home"
+            return
+                "subject \(Quoting.name(subject)) is already registered with home region \(Quoting.name(home)); one subject has one home"
         case .badEntry(let subject):
-            return "the directory entry of subject \(subject) is damaged; run `pdb check` on the global partition"
+            return
+                "the directory entry of subject \(Quoting.name(subject)) is damaged; run `pdb check` on the global partition"
         case .engine(let error):
             return error.description
         }

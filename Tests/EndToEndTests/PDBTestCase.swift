@@ -76,7 +76,8 @@ class PDBTestCase: XCTestCase {
         try run(arguments, stdin: stdin)
     }
 
-    func run(_ arguments: [String], stdin: String = "") throws -> RunResult {
+    /// Runs `executable` (the `pdb` binary unless named) with `arguments`.
+    func run(_ arguments: [String], stdin: String = "", executable: URL = PDBTestCase.binary) throws -> RunResult {
         // Files rather than pipes, so a large output can never block the child.
         let id = UUID().uuidString
         let input = root.appendingPathComponent("stdin-\(id)")
@@ -89,7 +90,7 @@ class PDBTestCase: XCTestCase {
             for url in [input, output, errors] { try? FileManager.default.removeItem(at: url) }
         }
         let process = Process()
-        process.executableURL = PDBTestCase.binary
+        process.executableURL = executable
         process.arguments = arguments
         let inputHandle = try FileHandle(forReadingFrom: input)
         let outputHandle = try FileHandle(forWritingTo: output)

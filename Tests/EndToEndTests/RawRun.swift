@@ -6,7 +6,7 @@ import Foundation
 
 /// One run of `pdb` spawned with `posix_spawn`, for what Foundation's `Process` cannot do: raw
 /// argument bytes that are not UTF-8, stdin bytes fed through a pipe, descriptors closed or
-/// pointed at a chosen file, and the child's own resource usage.
+/// pointed at a chosen file, and the child's own peak memory.
 struct RawRun {
     /// What the child gets as descriptor 1 or 2.
     enum Target {
@@ -25,7 +25,10 @@ struct RawRun {
     var signal: Int32?
     var stdout: [UInt8] = []
     var stderr: [UInt8] = []
-    /// The child's peak resident memory, in KiB.
+    /// The child's peak resident memory, in KiB, as `/proc/PID/status` (`VmHWM`) showed it while
+    /// its input was being fed and at the end of the input. Not `wait4`'s `ru_maxrss`: after
+    /// `posix_spawn`'s vfork the child's maximum starts from the test process's own, which is
+    /// hundreds of MiB after a long test run.
     var maxResidentKiB: Int = 0
 
     var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
@@ -96,8 +99,10 @@ struct RawRun {
         // The parent's own SIGPIPE would kill the test if pdb stopped reading early.
         _ = Glibc.signal(SIGPIPE, SIG_IGN)
         let done = DispatchSemaphore(value: 0)
+        let peak = PeakMemory(pid: pid)
         Thread {
             feeding: while let chunk = stdin() {
+                peak.sample()
                 var offset = 0
                 while offset < chunk.count {
                     let n = chunk.withUnsafeBytes { write(writer, $0.baseAddress! + offset, $0.count - offset) }
@@ -106,6 +111,7 @@ struct RawRun {
                     offset += n
                 }
             }
+            peak.sample()
             close(writer)
             done.signal()
         }.start()
@@ -115,7 +121,7 @@ struct RawRun {
         done.wait()
         var result = RawRun()
         if status & 0x7F == 0 { result.status = (status >> 8) & 0xFF } else { result.signal = status & 0x7F }
-        result.maxResidentKiB = usage.ru_maxrss
+        result.maxResidentKiB = peak.kib
         if let path = captures[1] {
             result.stdout = Array((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
         }
@@ -150,4 +156,21 @@ extension PDBTestCase {
 
     /// `text` as an argument's bytes.
     func arg(_ text: String) -> [UInt8] { Array(text.utf8) }
+}
+
+/// The highest `VmHWM` (peak resident set, KiB) seen in `/proc/PID/status` of a running child.
+final class PeakMemory: @unchecked Sendable {
+    let pid: pid_t
+    /// Written by the feeding thread only, read after it has ended.
+    private(set) var kib = 0
+
+    init(pid: pid_t) { self.pid = pid }
+
+    func sample() {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let digits = line.dropFirst("VmHWM:".count).filter(\.isNumber)
+            kib = max(kib, Int(digits) ?? 0)
+        }
+    }
 }

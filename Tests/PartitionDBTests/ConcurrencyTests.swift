@@ -46,7 +46,7 @@ final class ConcurrencyTests: XCTestCase {
             for i in 0..<records { try tx.put("items", key(i), value(0)) }
             try tx.put("state", bytes("round"), bytes("0"))
         }
-        let pagesBefore = try partition.openPager().latestSnapshot.header.pageCount
+        let pagesBefore = partition.pager.latestSnapshot.header.pageCount
         let failures = FailureLog()
         let writerDone = AtomicFlag()
         let group = DispatchGroup()
@@ -89,7 +89,7 @@ final class ConcurrencyTests: XCTestCase {
         XCTAssertTrue(try partition.check().isClean)
         // The commits moved nodes (the file grew), but never so far that free pages would make
         // up more than half of it.
-        let header = try partition.openPager().latestSnapshot.header
+        let header = partition.pager.latestSnapshot.header
         XCTAssertGreaterThan(header.pageCount, pagesBefore)
         XCTAssertLessThanOrEqual(2 * header.freeCount, header.pageCount)
         try db.close()

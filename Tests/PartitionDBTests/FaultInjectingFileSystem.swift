@@ -121,6 +121,11 @@ final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
         return FaultInjectingFileHandle(fileSystem: self, base: try base.open(path, create: create))
     }
 
+    func openReadOnly(_ path: String) throws -> any PartitionDB.FileHandle {
+        try check(.open, path, operation: "open")
+        return FaultInjectingFileHandle(fileSystem: self, base: try base.openReadOnly(path))
+    }
+
     func exists(_ path: String) -> Bool { base.exists(path) }
 
     func remove(_ path: String) throws {

@@ -178,11 +178,11 @@ final class MaintenanceTests: XCTestCase {
         var p = try db.createPartition("p")
         try fill(p, from: 0, to: 10)
         let beforeBulk = p.lastLSN
-        let framesBefore = try p.openPager().wal.frameCount
+        let framesBefore = p.pager.wal.frameCount
         try fill(p, from: 10, to: 3_000)
         let bulk = p.lastLSN
         // The bulk commit's new pages (hundreds) are not in the log, only the pages it changed.
-        XCTAssertLessThan(try p.openPager().wal.frameCount - framesBefore, 16)
+        XCTAssertLessThan(p.pager.wal.frameCount - framesBefore, 16)
         XCTAssertEqual(try contents(p).count, 3_000)
         XCTAssertTrue(try p.check().isClean)
         XCTAssertThrowsError(try p.changes(after: beforeBulk)) {
@@ -201,7 +201,7 @@ final class MaintenanceTests: XCTestCase {
         let beforeLogged = p.lastLSN
         try fill(p, from: 3_005, to: 6_000)
         XCTAssertEqual(try p.changes(after: beforeLogged).count, 1)
-        XCTAssertGreaterThan(try p.openPager().wal.frameCount, 100)
+        XCTAssertGreaterThan(p.pager.wal.frameCount, 100)
         try db.close()
     }
 
@@ -219,7 +219,7 @@ final class MaintenanceTests: XCTestCase {
         try fill(p, from: 0, to: 3_000)
         try p.checkpoint()
         var expected = try contents(p)
-        let pager = try p.openPager()
+        let pager = p.pager
         let before = pager.latestSnapshot.header
         let framesBefore = pager.wal.frameCount
         try p.read { old in
@@ -286,7 +286,7 @@ final class MaintenanceTests: XCTestCase {
         try p.write { tx in
             for i in 0..<count { try tx.put("t", key(i), value(i, 0), owner: try SubjectID("s\(i % 10)")) }
         }
-        let pagesBefore = try p.openPager().latestSnapshot.header.pageCount
+        let pagesBefore = p.pager.latestSnapshot.header.pageCount
         XCTAssertGreaterThan(pagesBefore, 1_100)
         try p.write { tx in
             for i in 0..<count { try tx.put("t", key(i), value(i, 1), owner: try SubjectID("s\(i % 10)")) }

@@ -94,6 +94,15 @@ final class SimulatedFileSystem: FileSystem, @unchecked Sendable {
         }
     }
 
+    func openReadOnly(_ path: String) throws -> any PartitionDB.FileHandle {
+        try lock.withLock {
+            guard let file = state.file(at: path) else {
+                throw PartitionDBError.io(errno: ENOENT, operation: "open", path: path)
+            }
+            return SimulatedFileHandle(fileSystem: self, file: file, path: path, readOnly: true)
+        }
+    }
+
     func exists(_ path: String) -> Bool {
         lock.withLock { state.file(at: path) != nil || state.isDirectory(path) }
     }
@@ -189,11 +198,19 @@ final class SimulatedFileHandle: PartitionDB.FileHandle, @unchecked Sendable {
     /// Protects `isClosed`.
     private let lock = NSLock()
     private var isClosed = false
+    /// Opened with `openReadOnly`: writes, syncs and truncations fail with EBADF, as on `O_RDONLY`.
+    let isReadOnly: Bool
 
-    init(fileSystem: SimulatedFileSystem, file: SimulatedFileSystem.FileID, path: String) {
+    init(fileSystem: SimulatedFileSystem, file: SimulatedFileSystem.FileID, path: String, readOnly: Bool = false) {
         self.fileSystem = fileSystem
         self.file = file
         self.path = path
+        self.isReadOnly = readOnly
+    }
+
+    private func checkWritable(_ operation: String) throws {
+        try checkOpen(operation)
+        if isReadOnly { throw PartitionDBError.io(errno: EBADF, operation: operation, path: path) }
     }
 
     private func checkOpen(_ operation: String) throws {
@@ -214,7 +231,7 @@ final class SimulatedFileHandle: PartitionDB.FileHandle, @unchecked Sendable {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try checkOpen("pwrite")
+        try checkWritable("pwrite")
         fileSystem.write(file, bytes: bytes, at: offset)
     }
 
@@ -229,7 +246,7 @@ final class SimulatedFileHandle: PartitionDB.FileHandle, @unchecked Sendable {
     }
 
     func truncate(to size: UInt64) throws {
-        try checkOpen("ftruncate")
+        try checkWritable("ftruncate")
         fileSystem.truncate(file, to: size)
     }
 

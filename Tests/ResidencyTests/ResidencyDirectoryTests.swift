@@ -80,3 +80,24 @@ final class ResultLog: @unchecked Sendable {
     func add(_ n: Int, _ outcome: String) { lock.withLock { results[n, default: []].append(outcome) } }
     func outcomes(_ n: Int) -> [String] { lock.withLock { results[n] ?? [] } }
 }
+
+extension ResidencyDirectoryTests {
+    /// `pdb check` verifies that every directory entry decodes: a subject id and a regional home.
+    func testVerifyReportsEntriesThatDoNotDecode() throws {
+        let db = try Database.create(at: path, region: try Region("eu"))
+        defer { try? db.close() }
+        let directory = try ResidencyDirectory(database: db)
+        try directory.assignHome(try SubjectID("alice"), to: try Region("eu"))
+        let global = try db.globalPartition()
+        XCTAssertEqual(try ResidencyDirectory.verify(global), [])
+        try global.writeReserved { tx in
+            try tx.put(ResidencyDirectory.table, Array("bob".utf8), Array("not a region!".utf8))
+            try tx.put(ResidencyDirectory.table, Array("carol".utf8), Array("global".utf8))
+            try tx.put(ResidencyDirectory.table, [0xFF, 0xFE], Array("eu".utf8))
+        }
+        let problems = try ResidencyDirectory.verify(global)
+        XCTAssertEqual(problems.count, 3, "\(problems)")
+        XCTAssertTrue(problems.contains { $0.contains("\"bob\"") && $0.contains("home region") }, "\(problems)")
+        XCTAssertTrue(problems.contains { $0.contains("not UTF-8") }, "\(problems)")
+    }
+}

@@ -292,6 +292,11 @@ enum BTree {
             // A root branch left with a single child takes over that child's cells.
             while !page.isLeaf && page.cellCount == 0 {
                 let child = page.branchChild(0)
+                // A root that is its own only child (a link from disk) would loop here.
+                guard child != number else {
+                    throw PartitionDBError.corruptPage(
+                        file: context.path, page: number.rawValue, reason: "a branch links to itself")
+                }
                 let childPage = try context.node(child)
                 context.put(number, childPage)
                 try context.free(child)
@@ -338,7 +343,18 @@ enum BTree {
 
     /// Frees every page of the tree under `root` except the root, which becomes an empty leaf.
     static func clear(root: PageNumber, in context: WriteContext, freeRoot: Bool) throws {
-        func visit(_ number: PageNumber) throws {
+        // Links come from disk: a page reached twice (a cycle or a shared subtree) would be freed
+        // twice, and a cycle would recurse without end.
+        var visited: Set<UInt32> = []
+        func visit(_ number: PageNumber, depth: Int) throws {
+            guard depth < 64 else {
+                throw PartitionDBError.corruptPage(
+                    file: context.path, page: number.rawValue, reason: "tree deeper than 64")
+            }
+            guard visited.insert(number.rawValue).inserted else {
+                throw PartitionDBError.corruptPage(
+                    file: context.path, page: number.rawValue, reason: "a tree links to page \(number) twice")
+            }
             let page = try context.node(number)
             if page.isLeaf {
                 for i in 0..<page.cellCount {
@@ -347,11 +363,11 @@ enum BTree {
                     }
                 }
             } else {
-                for i in 0...page.cellCount { try visit(page.branchChild(i)) }
+                for i in 0...page.cellCount { try visit(page.branchChild(i), depth: depth + 1) }
             }
             if number != root || freeRoot { try context.free(number) }
         }
-        try visit(root)
+        try visit(root, depth: 0)
         if !freeRoot { context.put(root, Page.emptyNode(kind: .leaf, size: context.pageSize)) }
     }
 }

@@ -57,13 +57,26 @@ extension PageContext {
         return value
     }
 
-    /// Visits the pages of a chain, at most as many as `length` needs, so a damaged link cannot loop.
+    /// Visits the pages of a chain, at most as many as `length` needs, so a damaged link cannot
+    /// loop, and each page once: a chain that comes back to one of its pages is damage (read, it
+    /// would return other bytes than were written; freed, it would free a page twice).
     static func walkOverflow(
         first: PageNumber, length: Int, context: PageContext, _ visit: (PageNumber, Page) throws -> Void
     ) throws {
         var number = first
         let expected = OverflowLayout.pageCount(length: length, pageSize: context.header.pageSize)
+        // The length comes from disk: a chain longer than the partition cannot exist.
+        guard expected <= Int(context.header.pageCount) else {
+            throw PartitionDBError.corruptPage(
+                file: context.path, page: first.rawValue,
+                reason: "overflow length \(length) needs more pages than the partition has")
+        }
+        var visited: Set<UInt32> = []
         for i in 0..<expected {
+            guard visited.insert(number.rawValue).inserted else {
+                throw PartitionDBError.corruptPage(
+                    file: context.path, page: number.rawValue, reason: "overflow chain loops")
+            }
             let page = try context.page(number)
             guard page.kind == PageKind.overflow.rawValue else {
                 throw PartitionDBError.corruptPage(

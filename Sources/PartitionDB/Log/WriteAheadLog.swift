@@ -46,6 +46,11 @@ final class WriteAheadLog {
 
     /// Set by `restart()` and by recovery of an empty log: the next write starts a new log at offset 0.
     private var restartPending = false
+    /// Set by `recover()` when it stopped at damage rather than at a torn tail: frames of a later
+    /// commit follow the frame where it stopped (see `Recovery.swift`).
+    private(set) var damage: LogDamage? = nil
+    /// Set by `PartitionFile.open` once it has preserved a copy of the damaged log.
+    var recoveryWarning: RecoveryWarning? = nil
 
     init(file: any FileHandle, pageSize: Int, fileID: [UInt8]) {
         self.file = file
@@ -58,10 +63,12 @@ final class WriteAheadLog {
 
     // MARK: Recovery
 
-    /// Reads the log from disk and keeps every complete commit up to the first bad frame.
+    /// Reads the log from disk and keeps every complete commit up to the first bad frame; sets
+    /// `damage` when whole frames of later commits follow that frame.
     func recover() throws {
         let size = try file.size()
         allocatedSize = size
+        damage = nil
         newestFrame = PageMap()
         previousFrame = []
         commits = []
@@ -121,6 +128,7 @@ final class WriteAheadLog {
         }
         backfilled = 0
         isSynced = true
+        damage = try findDamage(from: frameCount, lastKept: commits.last?.lsn, size: size)
         // Without a complete commit, start a new log (new salt) rather than append after frames
         // of a commit that never completed.
         if frameCount == 0 { restartPending = true }

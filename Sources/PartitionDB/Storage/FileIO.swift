@@ -12,6 +12,9 @@ import CPartitionSupport
 package protocol FileSystem: Sendable {
     /// Opens `path` for reading and writing, creating it when `create` is true.
     func open(_ path: String, create: Bool) throws -> any FileHandle
+    /// Opens the existing file `path` for reading only (`O_RDONLY`): works on a file and in a
+    /// directory this process may not write. Writing through the handle fails.
+    func openReadOnly(_ path: String) throws -> any FileHandle
     func exists(_ path: String) -> Bool
     func remove(_ path: String) throws
     func rename(_ from: String, to: String) throws
@@ -113,6 +116,12 @@ package struct PosixFileSystem: FileSystem {
     package func open(_ path: String, create: Bool) throws -> any FileHandle {
         let flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0)
         let fd = Glibc.open(path, flags, 0o644)
+        guard fd >= 0 else { throw PartitionDBError.io(errno: errno, operation: "open", path: path) }
+        return PosixFileHandle(fd: fd, path: path)
+    }
+
+    package func openReadOnly(_ path: String) throws -> any FileHandle {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw PartitionDBError.io(errno: errno, operation: "open", path: path) }
         return PosixFileHandle(fd: fd, path: path)
     }
@@ -310,5 +319,74 @@ final class PosixFileHandle: FileHandle, @unchecked Sendable {
                 Glibc.close(fd)
             }
         }
+    }
+}
+
+/// An empty file that exists only in memory: the log of a partition opened read-only that has
+/// none on disk (a read-only open creates nothing). Writes are refused.
+final class EmptyFile: FileHandle, @unchecked Sendable {
+    let path: String
+
+    init(path: String) { self.path = path }
+
+    func read(at offset: UInt64, count: Int) throws -> [UInt8] {
+        guard count == 0 else { throw PartitionDBError.unexpectedEndOfFile(path: path, offset: offset) }
+        return []
+    }
+
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        guard buffer.isEmpty else { throw PartitionDBError.unexpectedEndOfFile(path: path, offset: offset) }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        throw PartitionDBError.readOnly(path: path, operation: "writing")
+    }
+
+    func sync() throws {}
+    func size() throws -> UInt64 { 0 }
+
+    func truncate(to size: UInt64) throws {
+        throw PartitionDBError.readOnly(path: path, operation: "truncating")
+    }
+
+    func close() {}
+}
+
+/// The file system of a database opened read-only: opens every file `O_RDONLY` and refuses
+/// every call that would create, change or remove a file, so no code path of a read-only
+/// database can write, whatever it tries.
+struct ReadOnlyFileSystem: FileSystem {
+    let base: any FileSystem
+
+    func open(_ path: String, create: Bool) throws -> any FileHandle {
+        guard !create else { throw PartitionDBError.readOnly(path: path, operation: "creating a file") }
+        return try base.openReadOnly(path)
+    }
+
+    func openReadOnly(_ path: String) throws -> any FileHandle { try base.openReadOnly(path) }
+    func exists(_ path: String) -> Bool { base.exists(path) }
+    func list(_ directory: String) throws -> [String] { try base.list(directory) }
+
+    func remove(_ path: String) throws {
+        throw PartitionDBError.readOnly(path: path, operation: "removing a file")
+    }
+
+    func rename(_ from: String, to: String) throws {
+        throw PartitionDBError.readOnly(path: from, operation: "renaming a file")
+    }
+
+    func syncDirectory(_ directory: String) throws {
+        throw PartitionDBError.readOnly(path: directory, operation: "syncing the directory")
+    }
+
+    func makeDirectory(_ path: String) throws {
+        throw PartitionDBError.readOnly(path: path, operation: "creating a directory")
+    }
+
+    func status(_ path: String) -> FileStatus? { base.status(path) }
+    func resolve(_ path: String) -> String? { base.resolve(path) }
+
+    func createNew(_ path: String) throws -> any FileHandle {
+        throw PartitionDBError.readOnly(path: path, operation: "creating a file")
     }
 }

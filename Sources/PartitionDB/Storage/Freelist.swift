@@ -24,6 +24,12 @@ extension WriteContext {
                 throw PartitionDBError.corruptPage(file: path, page: head.rawValue, reason: "expected a freelist trunk")
             }
             let count = Int(trunk.u32(FreelistLayout.countOffset))
+            // Counts come from disk: a free list whose header says nothing is free is damage, not
+            // a reason to trap on the subtraction.
+            guard header.freeCount > 0 else {
+                throw PartitionDBError.corruptPage(
+                    file: path, page: PageNumber.header.rawValue, reason: "free count 0 with a non-empty free list")
+            }
             header.freeCount -= 1
             if count > 0 {
                 let entry = FreelistLayout.entriesOffset + 4 * (count - 1)
@@ -35,7 +41,12 @@ extension WriteContext {
                 try modify(head) { $0.setU32(FreelistLayout.countOffset, UInt32(count - 1)) }
                 return number
             }
-            header.freelistHead = PageNumber(trunk.u32(FreelistLayout.nextOffset))
+            let next = PageNumber(trunk.u32(FreelistLayout.nextOffset))
+            // A trunk linking to itself would hand out the same page again at the next call.
+            guard next != head else {
+                throw PartitionDBError.corruptPage(file: path, page: head.rawValue, reason: "the free list loops")
+            }
+            header.freelistHead = next
             return head
         }
         let number = PageNumber(header.pageCount)
@@ -50,6 +61,12 @@ extension WriteContext {
     /// that every page below the page count is somewhere on disk.
     func free(_ number: PageNumber) throws {
         precondition(number != .header && number.rawValue < header.pageCount, "freeing an impossible page")
+        // Every free page is below the page count, so a larger free count is damage.
+        guard header.freeCount < header.pageCount else {
+            throw PartitionDBError.corruptPage(
+                file: path, page: PageNumber.header.rawValue,
+                reason: "free count \(header.freeCount) is not below the page count \(header.pageCount)")
+        }
         if number.rawValue < snapshot.header.pageCount { discard(number) }
         let head = header.freelistHead
         if head != .none {

@@ -93,16 +93,24 @@ final class Pager: @unchecked Sendable {
     /// partition file: change sets up to it are incomplete. Written by the writer under `stateLock`.
     private(set) var newestDirectCommit: LSN? = nil
 
-    /// Protects `latest`, `readers`, `nextReaderID`, `cache`, and the log's index and counters.
+    /// Protects `latest`, `readers`, `admitted`, `isClosed`, `nextReaderID`, `cache`, and the
+    /// log's index and counters.
     fileprivate let stateLock = Lock()
     private var latest: Snapshot
     private var readers: [Int: (generation: UInt64, limit: Int)] = [:]
+    /// Readers admitted by `admitReader()` that have not called `beginRead()` yet. Closing
+    /// counts them as readers: a reader that took the pager before a close but registers after
+    /// it would read through closed (or reused) descriptors.
+    private var admitted = 0
+    /// Set by `closeIfIdle()`; no reader is admitted afterwards.
+    private var isClosed = false
     private var nextReaderID = 0
     private var cache: Cache
 
     /// The partition file mapped read-only, `mappingLength` bytes; nil when the file system
     /// cannot map (then pages are read with `read` and cached).
-    private let mapping: UnsafeRawPointer?
+    /// Set to nil by `releaseFiles()`, when no reader is left and none can come.
+    private var mapping: UnsafeRawPointer?
     private let mappingLength: Int
     /// Pages with numbers below this lie inside the mapping.
     private let mappedPages: Int
@@ -207,9 +215,22 @@ final class Pager: @unchecked Sendable {
 
     // MARK: Snapshots
 
-    /// Registers a reader of the newest committed state.
+    /// Admits one reader, unless the pager is closed: the caller must call `beginRead()` next
+    /// (`Partition.openPager()` admits; `read`, `check()` and `backup(to:)` then begin).
+    func admitReader() -> Bool {
+        stateLock.withLock {
+            guard !isClosed else { return false }
+            admitted += 1
+            return true
+        }
+    }
+
+    /// Registers an admitted reader of the newest committed state.
     func beginRead() -> (id: Int, snapshot: Snapshot) {
         stateLock.withLock {
+            // Only an admitted reader may begin: the admission is what `closeIfIdle` waits for.
+            precondition(admitted > 0, "beginRead() without admitReader() (use Partition.openPager())")
+            admitted -= 1
             nextReaderID += 1
             readers[nextReaderID] = (latest.generation, latest.frameLimit)
             return (nextReaderID, latest)
@@ -221,7 +242,29 @@ final class Pager: @unchecked Sendable {
     }
 
     var latestSnapshot: Snapshot { stateLock.withLock { latest } }
-    var activeReaders: Int { stateLock.withLock { readers.count } }
+    var activeReaders: Int { stateLock.withLock { readers.count + admitted } }
+
+    /// Marks the pager closed if no reader is registered or admitted, in one step under the state
+    /// lock, so no reader can slip in between the check and the mark. Returns the readers in the
+    /// way (0: closed; then only the writer may use the files, until `releaseFiles()`).
+    func closeIfIdle() -> Int {
+        stateLock.withLock {
+            let active = readers.count + admitted
+            if active == 0 { isClosed = true }
+            return active
+        }
+    }
+
+    /// Unmaps the partition file and closes both files; after `closeIfIdle()` returned 0.
+    func releaseFiles() {
+        stateLock.withLock {
+            precondition(isClosed && readers.isEmpty && admitted == 0, "releasing the files of a pager in use")
+            if let mapping { mainFile.unmap(mapping, length: mappingLength) }
+            mapping = nil
+        }
+        wal.file.close()
+        mainFile.close()
+    }
 
     // MARK: Reading
 

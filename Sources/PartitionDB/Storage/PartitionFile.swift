@@ -65,14 +65,18 @@ enum PartitionFile {
     }
 
     /// Opens the partition at `path`, refusing (and creating nothing) when it belongs to a region
-    /// other than `expectedRegion`. Recovers the log and checkpoints it.
+    /// other than `expectedRegion`. Recovers the log and checkpoints it. With `options.readOnly`
+    /// both files are opened read-only, a missing log is an empty one in memory, and nothing is
+    /// checkpointed: the pager reads the recovered commits from the log
+    /// (spec/file-format.md#read-only-opens).
     static func open(
         at path: String, expectedName: String, expectedRegion: Region, options: Options, fileSystem: any FileSystem
     ) throws -> Pager {
         let logPath = logPath(path)
         try requireOwnFile(path, fileSystem: fileSystem)
         try requireOwnFile(logPath, fileSystem: fileSystem)
-        let mainFile = try fileSystem.open(path, create: false)
+        let readOnly = options.readOnly
+        let mainFile = try readOnly ? fileSystem.openReadOnly(path) : fileSystem.open(path, create: false)
         var handles: [any FileHandle] = [mainFile]
         do {
             // Page 0 of the partition file says what the file is. A checkpoint rewrites it, so a
@@ -81,12 +85,16 @@ enum PartitionFile {
             let logExists = fileSystem.status(logPath) != nil
             var mainHeader: PartitionHeader? = nil
             var pageSize: Int? = nil
+            // A partition file shorter than its header page: reported as `truncated` unless the
+            // log can stand in for page 0.
+            var truncation: PartitionDBError? = nil
             do {
                 let size = try mainFile.size()
                 let prefix = try mainFile.read(at: 0, count: Int(min(size, 64)))
                 let probed = try PartitionHeader.probePageSize(prefix, file: path)
                 guard size >= UInt64(probed) else {
-                    throw PartitionDBError.badFormat(file: path, reason: "file is shorter than its header page")
+                    // The header says how long page 0 is, and the file ends before that.
+                    throw PartitionDBError.unexpectedEndOfFile(path: path, offset: UInt64(probed))
                 }
                 pageSize = probed
                 let page = Page(bytes: try mainFile.read(at: 0, count: probed))
@@ -95,6 +103,7 @@ enum PartitionFile {
                 // Damage may be repaired from the log; an I/O error is reported as what it is.
                 if case .io = error { throw error }
                 guard logExists else { throw error }
+                if case .unexpectedEndOfFile = error { truncation = error }
             }
 
             // Without a log, the partition file alone is the truth: check its region before creating
@@ -106,17 +115,32 @@ enum PartitionFile {
                 try checkRegion(mainHeader, expected: expectedRegion, path: path)
                 try checkName(mainHeader, expected: expectedName, path: path)
             }
-            let logFile = try fileSystem.open(logPath, create: true)
+            let logFile: any FileHandle
+            if readOnly {
+                logFile = logExists ? try fileSystem.openReadOnly(logPath) : EmptyFile(path: logPath)
+            } else {
+                logFile = try fileSystem.open(logPath, create: true)
+            }
             handles.append(logFile)
-            if !logExists { try fileSystem.syncDirectory(directoryOf(path)) }
+            if !logExists && !readOnly { try fileSystem.syncDirectory(directoryOf(path)) }
             let logIdentity = logHeaderIdentity(logFile)
             guard let pageSize = pageSize ?? logIdentity?.pageSize,
                 let fileID = mainHeader?.fileID ?? logIdentity?.fileID
             else {
-                throw PartitionDBError.corruptPage(file: path, page: 0, reason: "damaged, and the log holds no copy")
+                throw truncation
+                    ?? PartitionDBError.corruptPage(file: path, page: 0, reason: "damaged, and the log holds no copy")
             }
             let wal = WriteAheadLog(file: logFile, pageSize: pageSize, fileID: fileID)
             try wal.recover()
+            if let damage = wal.damage {
+                // Commits after the damage are lost to this open: keep the log as found before the
+                // checkpoint below (and the next commit) can replace it. The kept prefix is a valid
+                // state, so opening goes on; `check()` reports the copy until it is removed.
+                // Read-only, nothing will replace the log: it stays as found, and is the evidence.
+                let copy =
+                    readOnly ? logPath : try preserveDamagedLog(wal, damage: damage, path: path, fileSystem: fileSystem)
+                wal.recoveryWarning = RecoveryWarning(preservedLog: copy, damage: damage)
+            }
 
             var header = mainHeader
             if let frame = wal.latestFrame(of: .header, below: wal.frameCount) {
@@ -125,23 +149,25 @@ enum PartitionFile {
                 header = try PartitionHeader.decode(page, file: logPath)
             }
             guard let header else {
-                throw PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
+                throw truncation ?? PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")
             }
             try checkRegion(header, expected: expectedRegion, path: path)
             try checkName(header, expected: expectedName, path: path)
-            // Every page below the page count is in the file or in a log frame; a larger count is
-            // damage (and would make check() and the page flags size themselves by it).
+            // Every page below the page count is in the file or in a log frame. The header is whole
+            // (its checksum holds), so a larger count means the file was cut short: `truncated`
+            // (and check() and the page flags must not size themselves by such a count).
             let filePages = try mainFile.size() / UInt64(pageSize)
             guard UInt64(header.pageCount) <= filePages + UInt64(wal.frameCount) else {
-                throw PartitionDBError.corruptPage(
-                    file: path, page: 0, reason: "page count \(header.pageCount) is beyond the file and its log")
+                throw PartitionDBError.unexpectedEndOfFile(
+                    path: path, offset: UInt64(header.pageCount) * UInt64(pageSize))
             }
             let pager = Pager(
                 fileSystem: fileSystem, mainFile: mainFile, wal: wal, header: header, cacheCapacity: options.cachePages,
                 autoCheckpointFrames: options.autoCheckpointFrames, directWritePages: options.directWritePages,
                 relocationPages: options.relocationPages, mapFile: options.mapPartitionFiles)
-            // Recovery ends with a checkpoint, so the partition file is whole again.
-            try pager.checkpoint()
+            // Recovery ends with a checkpoint, so the partition file is whole again; read-only,
+            // the recovered commits stay in the log, where the pager finds them.
+            if !readOnly { try pager.checkpoint() }
             return pager
         } catch {
             for handle in handles { handle.close() }

@@ -72,7 +72,7 @@ extension Check {
     }
 
     func execute() throws {
-        let report = try Session.withBareDatabase(directory) { database in
+        let report = try Session.withBareDatabase(directory, readOnly: true) { database in
             if let partition { return Report(partitions: [try check(partition, in: database)]) }
             let names = try database.partitionNames()
             var partitions = try names.map { try check($0, in: database) }

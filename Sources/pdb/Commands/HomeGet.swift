@@ -21,7 +21,7 @@ struct HomeGet: PDBCommand {
 
     func execute() throws {
         let id = try Parse.subject(subject)
-        let home = try Session.withDatabase(directory) { _, directory in try directory.home(of: id) }
+        let home = try Session.withDatabase(directory, readOnly: true) { _, directory in try directory.home(of: id) }
         guard let home else {
             throw CLIError(
                 code: "no_home",

@@ -17,7 +17,7 @@ struct HomeList: PDBCommand {
     }
 
     func execute() throws {
-        let entries = try Session.withDatabase(directory) { _, directory in try directory.entries() }
+        let entries = try Session.withDatabase(directory, readOnly: true) { _, directory in try directory.entries() }
         if json {
             try output.json(Report(homes: entries.map { HomeEntry(subject: $0.subject.rawValue, home: $0.home.name) }))
             return

@@ -64,7 +64,7 @@ struct Info: PDBCommand {
 
     func execute() throws {
         // Without the residency directory: info shows what it can when `global` is damaged or gone.
-        let report = try Session.withBareDatabase(directory) { database in
+        let report = try Session.withBareDatabase(directory, readOnly: true) { database in
             if let partition {
                 return Report(
                     path: directory, region: database.region.name,

@@ -6,10 +6,12 @@ enum Session {
     /// Opens the database in `path` as a host of the region stored in it, installs the residency
     /// directory as the engine's resolver, runs `body`, and closes the database (which
     /// checkpoints) on every path. When `body` fails, its error wins over one from `close`.
+    /// `readOnly` (the commands that only read) opens it with `Options.readOnly`: all files
+    /// `O_RDONLY`, nothing created or checkpointed, the lock shared with other readers.
     static func withDatabase<T>(
-        _ path: String, _ body: (Database, ResidencyDirectory) throws -> T
+        _ path: String, readOnly: Bool = false, _ body: (Database, ResidencyDirectory) throws -> T
     ) throws -> T {
-        try withBareDatabase(path) { database in
+        try withBareDatabase(path, readOnly: readOnly) { database in
             let directory = try ResidencyDirectory(database: database)
             return try body(database, directory)
         }
@@ -17,9 +19,13 @@ enum Session {
 
     /// Like `withDatabase`, without opening the global partition: for `check`, which must still
     /// run when the global partition is damaged.
-    static func withBareDatabase<T>(_ path: String, _ body: (Database) throws -> T) throws -> T {
+    static func withBareDatabase<T>(_ path: String, readOnly: Bool = false, _ body: (Database) throws -> T) throws
+        -> T
+    {
         let region = try Database.storedRegion(at: path)
-        let database = try Database.open(at: path, region: region)
+        var options = Options()
+        options.readOnly = readOnly
+        let database = try Database.open(at: path, region: region, options: options)
         let result: T
         do {
             result = try body(database)

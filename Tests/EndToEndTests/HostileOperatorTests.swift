@@ -98,7 +98,7 @@ final class HostileOperatorTests: PDBTestCase {
     static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
     /// Runs `pdb` like `run`, but kills it after `timeout` seconds (a hang is a finding too).
-    func bounded(_ arguments: [String], stdin: String, timeout: TimeInterval = 20) throws -> BoundedRun {
+    func bounded(_ arguments: [String], stdin: String, timeout: TimeInterval = 10) throws -> BoundedRun {
         let id = UUID().uuidString
         let input = root.appendingPathComponent("stdin-\(id)")
         let output = root.appendingPathComponent("stdout-\(id)")
@@ -289,7 +289,7 @@ struct HostileSequence {
             entry += ": " + String(output.prefix(400)).replacingOccurrences(of: "\n", with: "\n       ")
         }
         transcript.append(entry)
-        if result.timedOut { failures.append("hang: pdb \(show(arguments)) was killed after 20 s") }
+        if result.timedOut { failures.append("hang: pdb \(show(arguments)) was killed after 10 s") }
         if result.signaled { failures.append("crash: pdb \(show(arguments)) died of signal \(result.status)") }
         if ![0, 1, 64].contains(result.status) {
             failures.append("exit status \(result.status) from pdb \(show(arguments))")

@@ -34,10 +34,11 @@ struct SplitMix64 {
 /// no command may ever report damage (`corrupt_page`, `bad_format`, `truncated`, `needs_reopen`,
 /// `internal`), crash, hang or exit with a status other than 0, 1 or 64.
 ///
-/// `PDB_HOSTILE_SEED` (decimal or 0x hex) and `PDB_HOSTILE_SEQUENCES` explore other sequences;
+/// `PDB_HOSTILE_SEED` (decimal or 0x hex), `PDB_HOSTILE_SEQUENCES` and `PDB_HOSTILE_COMMANDS`
+/// (per sequence) explore other sequences;
 /// `PDB_HOSTILE_VERBOSE=1` prints every sequence's commands and what they printed;
 /// a failure prints the seed of the failing sequence and its commands, so that
-/// `PDB_HOSTILE_SEED=S PDB_HOSTILE_SEQUENCES=1` replays exactly it.
+/// `PDB_HOSTILE_SEED=S PDB_HOSTILE_SEQUENCES=1 PDB_HOSTILE_COMMANDS=N` replays exactly it.
 final class HostileOperatorTests: PDBTestCase {
     static let defaultSeed: UInt64 = 0x11
     static let commandsPerSequence = 12
@@ -54,12 +55,13 @@ final class HostileOperatorTests: PDBTestCase {
             let sequenceSeed = index == 0 ? seed : seeds.next()
             let folder = root.appendingPathComponent("s\(index)").path
             var sequence = HostileSequence(test: self, folder: folder, seed: sequenceSeed)
-            let failures = try sequence.run(commands: Self.commandsPerSequence)
+            let commands = environment["PDB_HOSTILE_COMMANDS"].flatMap { Int($0) } ?? Self.commandsPerSequence
+            let failures = try sequence.run(commands: commands)
             if !failures.isEmpty {
                 XCTFail(
                     """
                     hostile sequence \(index) of seed \(Self.hex(seed)) failed; replay it with \
-                    PDB_HOSTILE_SEED=\(Self.hex(sequenceSeed)) PDB_HOSTILE_SEQUENCES=1
+                    PDB_HOSTILE_SEED=\(Self.hex(sequenceSeed)) PDB_HOSTILE_SEQUENCES=1 PDB_HOSTILE_COMMANDS=\(commands)
                     \(failures.joined(separator: "\n"))
                     steps (DIR = \(folder)/db, OUT = \(folder), the test's own files in OUT/out):
                     \(sequence.transcript.joined(separator: "\n"))
@@ -89,6 +91,50 @@ final class HostileOperatorTests: PDBTestCase {
         assertExit(try pdb("put", db, "users", "t", "QQ==", "/w==", "--owner", "alice", "--key-b64", "--value-b64"), 0)
         let scan = try pdb("scan", db, "users", "t", "--json")
         XCTAssertEqual(scan.lines, [#"{"key":"A","op":"put","owner":"alice","table":"t","value_b64":"/w=="}"#])
+    }
+
+    // MARK: Findings, one by one (each fails until the engine is fixed)
+
+    /// Found (default seed, sequence 16): `pdb init DIR/new.pdb` makes a database inside the
+    /// database directory, which `check DIR` then reports as a damaged partition `new` and `info`
+    /// as a problem; `backup` refuses the same name as one of the database's own files.
+    func testInitRefusesANameOfTheDatabasesOwnFiles() throws {
+        try makeDatabase()
+        for name in ["new.pdb", "x.pdb-log"] {
+            let result = try pdb("init", db + "/" + name, "--region", "eu", "--json")
+            assertExit(result, 1)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: db + "/" + name), name)
+            try? FileManager.default.removeItem(atPath: db + "/" + name)
+        }
+        assertExit(try pdb("check", db), 0)
+    }
+
+    /// Found after merging main (read-only opens): `pdb restore DIR FIFO` blocks for ever in
+    /// `open(O_RDONLY)` waiting for a writer; before, it failed at once with `io`.
+    func testRestoreFromAFIFOFailsAtOnce() throws {
+        try makeDatabase()
+        let fifo = root.path + "/fifo"
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let result = try bounded(["restore", db, fifo, "--as", "piped", "--json"], stdin: "", timeout: 5)
+        XCTAssertFalse(result.timedOut, "pdb restore of a FIFO hung; it was killed after 5 s")
+        XCTAssertEqual(result.status, 1, result.stdout + result.stderr)
+    }
+
+    /// Found (seed 0x1, 20 commands, sequence 15): a backup with bytes after its zstd frame, or
+    /// cut short by exactly the frame's 4-byte content checksum, is restored with exit 0; the
+    /// spec says a damaged or truncated backup is `bad_backup`.
+    func testRestoreRefusesABackupWithTooManyOrTooFewBytes() throws {
+        try makeDatabase()
+        let backup = root.path + "/users.backup"
+        assertExit(try pdb("backup", db, "users", backup), 0)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: backup))
+        for (name, damaged) in [("long", bytes + Data("trailing garbage\n".utf8)), ("short", bytes.dropLast(4))] {
+            let file = root.path + "/\(name).backup"
+            try Data(damaged).write(to: URL(fileURLWithPath: file))
+            let result = try pdb("restore", db, file, "--as", name, "--json")
+            assertExit(result, 1)
+            XCTAssertEqual(try? result.errorCode(), "bad_backup", name)
+        }
     }
 
     static func parseSeed(_ text: String) -> UInt64? {
@@ -188,6 +234,10 @@ struct HostileSequence {
     var model: [String: ModelPartition] = [:]
     /// What each backup file the test made holds: the partition's name and contents.
     var backups: [String: (partition: String, contents: ModelPartition)] = [:]
+    /// What `OUT/out/damaged.backup` was made from, and whether it is cut short or extended
+    /// (which restore must refuse) rather than flipped (which restore may take only when the
+    /// flipped bit changes nothing it restores).
+    var damaged: (partition: String, contents: ModelPartition, how: String, mustRefuse: Bool)?
     /// Names inside DIR the test planted (garbage, links, a FIFO, a directory).
     var planted: Set<String> = []
     var transcript: [String] = []
@@ -434,6 +484,7 @@ struct HostileSequence {
 
     /// Plants a hostile file inside DIR (or removes one planted before).
     mutating func plant() throws {
+        if random.chance(25) { return try damageBackup() }
         let name = random.pick(Self.plantNames)
         let file = name == "empty" || name == "junk" ? name + random.pick([".pdb", ".pdb-log"]) : name + ".pdb"
         let path = db + "/" + file
@@ -456,6 +507,34 @@ struct HostileSequence {
         }
         planted.insert(file)
         transcript.append("(test) planted DIR/\(file) (\(name))")
+    }
+
+    /// Writes a copy of a backup the test made, cut short or with one bit flipped, outside DIR:
+    /// restore must refuse it (`bad_backup`) and write nothing.
+    mutating func damageBackup() throws {
+        guard let (source, _) = backups.sorted(by: { $0.key < $1.key }).first else { return }
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: source)))
+        let how: String
+        let backup = backups[source]!
+        switch random.below(3) {
+        case 0:
+            let (cut, total) = (random.below(bytes.count), bytes.count)
+            bytes.removeLast(total - cut)
+            how = "cut to \(cut) of \(total) bytes"
+            damaged = (backup.partition, backup.contents, how, true)
+        case 1:
+            bytes += Array("trailing garbage\n".utf8)
+            how = "with 17 bytes of garbage appended"
+            damaged = (backup.partition, backup.contents, how, true)
+        default:
+            let offset = random.below(bytes.count)
+            let bit = random.below(8)
+            bytes[offset] ^= 1 << bit
+            how = "bit \(bit) of byte \(offset) flipped"
+            damaged = (backup.partition, backup.contents, how, false)
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: outside + "/damaged.backup"))
+        transcript.append("(test) wrote OUT/out/damaged.backup: \(shorten(source)) \(how)")
     }
 
     /// Whether `partition` names a file the test planted in DIR, which may well read as damaged.
@@ -693,12 +772,15 @@ struct HostileSequence {
         let directory = directory(mayWrite: true)
         let known = Array(backups.keys).sorted()
         let file: String
-        if !known.isEmpty && random.chance(75) {
+        if damaged != nil && random.chance(30) {
+            file = outside + "/damaged.backup"
+        } else if !known.isEmpty && random.chance(75) {
             file = random.pick(known)
         } else {
             file = random.pick(
                 [
                     outside + "/garbage", "/dev/null", outside + "/fifo", db + "/orders.pdb", db + "/users.pdb-log",
+                    outside + "/damaged.backup",
                     outside + "/nowhere", outside + "/directory", outside + "/link-orders.pdb", db + "/PARTITIONDB",
                 ])
         }
@@ -713,6 +795,13 @@ struct HostileSequence {
         // A garbage file restored is a damaged backup, not a damaged database.
         let result = try execute(arguments, damageAllowed: backups[resolved(file)] == nil)
         guard result.status == 0 else { return }
+        if file == outside + "/damaged.backup", isDatabase(directory), let damaged {
+            if damaged.mustRefuse {
+                failures.append("restore took a backup \(damaged.how): pdb \(show(arguments))")
+            }
+            model[name ?? damaged.partition] = damaged.contents
+            return
+        }
         guard isDatabase(directory), let backup = backups[resolved(file)] else {
             failures.append("restore the test built wrong succeeded: pdb \(show(arguments))")
             return

@@ -211,7 +211,7 @@ final class ApplyLineLimitTests: PDBTestCase {
 
     func testAnOverlongLineIsSkippedCheaplyAndAbortsItsTransaction() throws {
         try makeDatabase()
-        // A put whose value_b64 runs three times past the limit, fed in 1 MiB chunks so that the
+        // A put whose value_b64 runs six times past the limit, fed in 1 MiB chunks so that the
         // test holds none of it; before the fix readLine held it all and the engine refused it as
         // value_too_large.
         let head = Array(#"{"op":"put","table":"t","key":"big","owner":"alice","value_b64":""#.utf8)
@@ -219,7 +219,7 @@ final class ApplyLineLimitTests: PDBTestCase {
             (#""}"# + "\n" + #"{"op":"commit"}"# + "\n"
                 + #"{"op":"put","table":"t","key":"a","value":"1","owner":"alice"}"#
                 + "\n" + #"{"op":"commit"}"# + "\n").utf8)
-        let filler = 3 * limit
+        let filler = 6 * limit
         let chunk = [UInt8](repeating: UInt8(ascii: "A"), count: 1 << 20)
         let chunks = [head] + Array(repeating: chunk, count: filler / chunk.count) + [tail]
         let source = RawRun.Chunks(chunks)
@@ -238,9 +238,11 @@ final class ApplyLineLimitTests: PDBTestCase {
             error["message"] as? String,
             "line 1: \(length) bytes, longer than the longest valid operation (\(limit) bytes); it was skipped")
         XCTAssertEqual(result.lines[1], #"{"committed":1}"#)
-        // Never more than the limit held: well under the line's 256 MiB.
+        // At most the limit held, never the line: well under the line's 512 MiB. The bound allows
+        // for the buffer's growth by doubling and for AddressSanitizer's overhead (CI runs this
+        // test under it); a reader that held the line would pass it by far.
         XCTAssertGreaterThan(result.maxResidentKiB, 1024, "the child's peak memory was measured")
-        XCTAssertLessThan(result.maxResidentKiB, (limit + (96 << 20)) / 1024, "peak memory in KiB")
+        XCTAssertLessThan(result.maxResidentKiB, (3 * limit + (96 << 20)) / 1024, "peak memory in KiB")
         let scan = try pdb("scan", db, "users", "t", "--json")
         XCTAssertEqual(scan.lines, [#"{"key":"a","op":"put","owner":"alice","table":"t","value":"1"}"#])
     }

@@ -11,7 +11,9 @@ final class LockRaceTests: PDBTestCase {
         try makeDatabase()
         let eu = try Region("eu")
         var refusals = 0
-        for _ in 0..<8 {
+        // A holder that meets this process's lock first gives up: that attempt proves nothing, so
+        // try again (a slow build, such as the sanitizer's, loses the race more often).
+        for _ in 0..<60 where refusals < 3 {
             let holder = Process()
             holder.executableURL = PDBTestCase.binary
             holder.arguments = ["apply", db, "users"]

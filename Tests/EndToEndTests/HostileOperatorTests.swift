@@ -340,8 +340,10 @@ struct HostileSequence {
         }
         transcript.append(entry)
         if result.timedOut { failures.append("hang: pdb \(show(arguments)) was killed after 10 s") }
-        if result.signaled { failures.append("crash: pdb \(show(arguments)) died of signal \(result.status)") }
-        if ![0, 1, 64].contains(result.status) {
+        if result.signaled && !result.timedOut {
+            failures.append("crash: pdb \(show(arguments)) died of signal \(result.status)")
+        }
+        if !result.signaled && ![0, 1, 64].contains(result.status) {
             failures.append("exit status \(result.status) from pdb \(show(arguments))")
         }
         let damage = result.errorCodes.filter { Self.damageCodes.contains($0) }

@@ -126,8 +126,13 @@ extension Database {
     @discardableResult
     public func restore(from backupPath: String, as name: String? = nil, replace: Bool = false) throws -> RestoreSummary
     {
-        // The engine opens no name through a symlink; a backup file named by one is read where it is.
-        let source = try fileSystem.openReadOnly(fileSystem.resolve(backupPath) ?? backupPath)
+        // The engine opens no name through a symlink; a backup file named by one is read where it
+        // is. Only a regular file is opened: a FIFO would block the open until a writer came.
+        let sourcePath = fileSystem.resolve(backupPath) ?? backupPath
+        if let status = fileSystem.status(sourcePath), status.kind != .regular {
+            throw PartitionDBError.badBackup(path: backupPath, reason: "it is not a regular file")
+        }
+        let source = try fileSystem.openReadOnly(sourcePath)
         defer { source.close() }
         let headerBytes: [UInt8]
         do {
@@ -196,6 +201,13 @@ extension Database {
                 page.seal(number: .header)
             }
             try file.write(page.bytes, at: UInt64(n) * UInt64(header.pageSize))
+        }
+        // The page count and the frame must agree to the byte: a backup with more content, bytes
+        // after the frame, or a frame cut before its content checksum is not the backup it claims.
+        do {
+            try reader.finish()
+        } catch let error as PartitionDBError {
+            throw PartitionDBError.badBackup(path: backupPath, reason: "\(error)")
         }
     }
 }

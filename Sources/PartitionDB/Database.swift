@@ -42,6 +42,15 @@ public final class Database: @unchecked Sendable {
             throw PartitionDBError.invalidName(
                 kind: "region", name: region.name, reason: "global is reserved for the directory")
         }
+        // A database's directory holds only its own files: a database made inside one would be
+        // a stray partition file or log of it (`pdb init DIR/new.pdb`).
+        let parent = PartitionFile.directoryOf(path)
+        if fileSystem.exists(parent + "/" + identityFileName)
+            || !((try? databaseFiles(in: parent, fileSystem: fileSystem)) ?? []).isEmpty
+        {
+            throw PartitionDBError.unsafeFile(
+                path: path, reason: "is inside the database directory \(parent); create the database elsewhere")
+        }
         try fileSystem.makeDirectory(path)
         try fileSystem.syncDirectory(PartitionFile.directoryOf(path))
         let lock = try FileLock(path: path + "/LOCK")

@@ -83,26 +83,7 @@ final class ZstdReader {
     func read(count: Int) throws -> [UInt8] {
         var chunk = [UInt8](repeating: 0, count: Int(ZSTD_DStreamOutSize()))
         while pending.count < count {
-            if inputPosition == input.count {
-                guard offset < end else { throw PartitionDBError.compression(reason: "compressed data ends early") }
-                let n = Int(min(UInt64(1 << 17), end - offset))
-                input = try file.read(at: offset, count: n)
-                offset += UInt64(n)
-                inputPosition = 0
-            }
-            let produced: Int = try input.withUnsafeBytes { source in
-                try chunk.withUnsafeMutableBytes { target in
-                    var inBuffer = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: inputPosition)
-                    var outBuffer = ZSTD_outBuffer(dst: target.baseAddress, size: target.count, pos: 0)
-                    let result = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
-                    if ZSTD_isError(result) != 0 {
-                        throw PartitionDBError.compression(reason: String(cString: ZSTD_getErrorName(result)))
-                    }
-                    if result == 0 { frameEnded = true }
-                    inputPosition = inBuffer.pos
-                    return outBuffer.pos
-                }
-            }
+            let produced = try step(into: &chunk)
             pending.append(contentsOf: chunk[0..<produced])
             if frameEnded && pending.count < count && produced == 0 {
                 throw PartitionDBError.compression(reason: "compressed data ends early")
@@ -111,5 +92,47 @@ final class ZstdReader {
         let result = Array(pending[0..<count])
         pending.removeFirst(count)
         return result
+    }
+
+    /// Checks that the stream ends where the reader is: the frame is complete (zstd has then
+    /// verified its content checksum), it holds no more bytes, and nothing follows it in the file.
+    func finish() throws {
+        var chunk = [UInt8](repeating: 0, count: Int(ZSTD_DStreamOutSize()))
+        while !frameEnded {
+            guard try step(into: &chunk) == 0, pending.isEmpty else {
+                throw PartitionDBError.compression(reason: "the compressed data holds more than expected")
+            }
+        }
+        guard pending.isEmpty else {
+            throw PartitionDBError.compression(reason: "the compressed data holds more than expected")
+        }
+        guard inputPosition == input.count, offset == end else {
+            throw PartitionDBError.compression(reason: "bytes follow the compressed data")
+        }
+    }
+
+    /// Decompresses from the input (reading more of the file when it is used up) into `chunk`;
+    /// returns how many bytes it produced.
+    private func step(into chunk: inout [UInt8]) throws -> Int {
+        if inputPosition == input.count {
+            guard offset < end else { throw PartitionDBError.compression(reason: "compressed data ends early") }
+            let n = Int(min(UInt64(1 << 17), end - offset))
+            input = try file.read(at: offset, count: n)
+            offset += UInt64(n)
+            inputPosition = 0
+        }
+        return try input.withUnsafeBytes { source in
+            try chunk.withUnsafeMutableBytes { target in
+                var inBuffer = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: inputPosition)
+                var outBuffer = ZSTD_outBuffer(dst: target.baseAddress, size: target.count, pos: 0)
+                let result = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
+                if ZSTD_isError(result) != 0 {
+                    throw PartitionDBError.compression(reason: String(cString: ZSTD_getErrorName(result)))
+                }
+                if result == 0 { frameEnded = true }
+                inputPosition = inBuffer.pos
+                return outBuffer.pos
+            }
+        }
     }
 }

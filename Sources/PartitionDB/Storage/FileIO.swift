@@ -121,7 +121,9 @@ package struct PosixFileSystem: FileSystem {
     }
 
     package func openReadOnly(_ path: String) throws -> any FileHandle {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // O_NONBLOCK: a FIFO put where a file should be opens at once instead of waiting for a
+        // writer (it is then refused by what it reads); reads of regular files are unaffected.
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { throw PartitionDBError.io(errno: errno, operation: "open", path: path) }
         return PosixFileHandle(fd: fd, path: path)
     }

@@ -39,7 +39,7 @@ final class KillTests: PDBTestCase {
         print("kill test: seed \(seed), \(kills) kills (PDB_KILL_SEED / PDB_KILLS to change)")
         // A write to the pipe of a killed child must fail with EPIPE, not kill the test.
         signal(SIGPIPE, SIG_IGN)
-        var random = KillRandom(seed: seed)
+        var random = SplitMix64(state: seed)
 
         try makeDatabase()
         for owner in KillTests.owners where owner != "alice" { assertExit(try pdb("home", "set", db, owner, "eu"), 0) }
@@ -217,7 +217,7 @@ final class KillTests: PDBTestCase {
     /// A random transaction of 0 to 8 puts and deletes (small, medium and overflow values, text
     /// and binary keys, deletes mostly of keys that exist), then a put of its own LSN under
     /// `~seq`, so that each commit leaves a different content.
-    static func transaction(lsn: UInt64, on model: Model, _ random: inout KillRandom) -> [Operation] {
+    static func transaction(lsn: UInt64, on model: Model, _ random: inout SplitMix64) -> [Operation] {
         var operations: [Operation] = []
         var state = model
         for _ in 0..<random.below(9) {
@@ -244,7 +244,7 @@ final class KillTests: PDBTestCase {
         return operations
     }
 
-    static func randomKey(_ random: inout KillRandom) -> [UInt8] {
+    static func randomKey(_ random: inout SplitMix64) -> [UInt8] {
         if random.below(10) == 0 {
             // Binary keys travel as key_b64.
             return (0...random.below(40)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
@@ -252,7 +252,7 @@ final class KillTests: PDBTestCase {
         return Array(String(format: "k%04d", random.below(400)).utf8)
     }
 
-    static func randomValue(_ random: inout KillRandom) -> [UInt8] {
+    static func randomValue(_ random: inout SplitMix64) -> [UInt8] {
         let length: Int
         switch random.below(100) {
         case 0..<10: length = 3000 + random.below(20_000)  // Overflow chains.
@@ -293,19 +293,4 @@ final class KillTests: PDBTestCase {
             return #"{"op":"del","table":"\#(table)",\#(field("key", key))}"#
         }
     }
-}
-
-/// SplitMix64, so a seed reproduces a run.
-struct KillRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// A number in 0..<bound.
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 }

@@ -190,9 +190,11 @@ package struct PosixFileSystem: FileSystem {
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+            // A directory entry is only as long as its name: copying the whole 256-byte `d_name`
+            // (as `entry.pointee.d_name` would) reads past the end of the last entry in the
+            // buffer (AddressSanitizer: heap-buffer-overflow). Read the name up to its NUL in place.
+            let offset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+            let name = String(cString: UnsafeRawPointer(entry).advanced(by: offset).assumingMemoryBound(to: CChar.self))
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()

@@ -28,6 +28,41 @@ final class RecoveryDamageTests: XCTestCase {
         return (copy, base)
     }
 
+    /// Known gap 8, closed: a checkpoint had copied all twelve commits into the partition file
+    /// (the log on disk still held them: it restarts in memory, and the next commit overwrites
+    /// it), then a frame of the fourth is damaged. Opening at the kept prefix would mix the file's
+    /// pages of the dropped commits into it; opening is refused instead, with the log kept.
+    func testDamageBelowACheckpointIsRefusedNotMixed() throws {
+        let path = try temporaryDirectory(self)
+        let db = try Database.create(at: path, region: eu)
+        let p = try db.globalPartition()
+        let base = p.lastLSN.rawValue
+        for i in 0..<12 { try p.write { try $0.put("t", bytes("k\(i)"), bytes("v\(i)")) } }
+        try p.checkpoint()
+        let copy = try temporaryDirectory(self, "copy")
+        try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+        for name in ["PARTITIONDB", "global.pdb", "global.pdb-log"] {
+            try FileManager.default.copyItem(atPath: path + "/" + name, toPath: copy + "/" + name)
+        }
+        try db.close()
+        let log = copy + "/global.pdb-log"
+        var logBytes = try Data(contentsOf: URL(fileURLWithPath: log))
+        let lsns = RecoveryDamageTests.frameLSNs(logBytes)
+        XCTAssertEqual(Set(lsns).count, 12, "the log on disk still holds every commit")
+        RecoveryDamageTests.damage(frame: try XCTUnwrap(lsns.firstIndex(of: base + 4)), of: &logBytes)
+        try logBytes.write(to: URL(fileURLWithPath: log))
+
+        let reopened = try Database.open(at: copy, region: eu)
+        defer { try? reopened.close() }
+        XCTAssertThrowsError(try reopened.globalPartition()) { error in
+            guard case .corruptPage(_, 0, let reason) = error as? PartitionDBError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("up to LSN \(base + 12)"), reason)
+            XCTAssertTrue(reason.contains("global.pdb-log.damaged-\(base + 4)"), reason)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: copy + "/global.pdb-log.damaged-\(base + 4)"))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: log)), logBytes, "the log is left as found")
+    }
+
     /// The LSN in each frame header of the log, in order, up to the first all-zero frame header.
     static func frameLSNs(_ log: Data) -> [UInt64] {
         var result: [UInt64] = []

@@ -146,7 +146,19 @@ enum PartitionFile {
             if let frame = wal.latestFrame(of: .header, below: wal.frameCount) {
                 let page = try wal.readFrame(frame)
                 try Pager.verify(page, number: .header, file: logPath)
-                header = try PartitionHeader.decode(page, file: logPath)
+                let recovered = try PartitionHeader.decode(page, file: logPath)
+                // A checkpoint copies only whole, synced commits of the log, and page 0 with them,
+                // so the file is never ahead of the log's newest commit. Ahead of the kept prefix
+                // means recovery dropped commits (damage) whose pages a checkpoint had already
+                // copied: the file mixes two states, and opening on it would return either.
+                if let mainHeader, mainHeader.lastLSN > recovered.lastLSN {
+                    throw PartitionDBError.corruptPage(
+                        file: path, page: 0,
+                        reason:
+                            "the file holds commits up to LSN \(mainHeader.lastLSN) but its log only up to LSN \(recovered.lastLSN): pages of the dropped commits are mixed into it"
+                            + (wal.recoveryWarning.map { "; the log is kept as \($0.preservedLog)" } ?? ""))
+                }
+                header = recovered
             }
             guard let header else {
                 throw truncation ?? PartitionDBError.corruptPage(file: path, page: 0, reason: "checksum mismatch")

@@ -86,7 +86,21 @@ public final class Database: @unchecked Sendable {
         try open(at: path, region: region, options: options, fileSystem: PosixFileSystem())
     }
 
+    /// Opens the database in `path` as a host of the region it was created for (the region in its
+    /// identity file, read once the lock is held): for tools such as `pdb` that serve whatever
+    /// database they are pointed at.
+    public static func openAsCreated(at path: String, options: Options = Options()) throws -> Database {
+        try open(at: path, region: nil, options: options, fileSystem: PosixFileSystem())
+    }
+
     package static func open(at path: String, region: Region, options: Options, fileSystem: any FileSystem) throws
+        -> Database
+    {
+        try open(at: path, region: Optional(region), options: options, fileSystem: fileSystem)
+    }
+
+    /// `region` nil: the region in the identity file.
+    private static func open(at path: String, region: Region?, options: Options, fileSystem: any FileSystem) throws
         -> Database
     {
         // Nothing is created in a directory that holds no database, not even `LOCK`.
@@ -98,6 +112,7 @@ public final class Database: @unchecked Sendable {
         // The lock (and the holder's pid in it) comes before any other file is opened.
         let lock = try FileLock(path: path + "/LOCK", mode: options.readOnly ? .shared : .exclusive)
         let found = try storedRegion(at: path, fileSystem: fileSystem)
+        let region = region ?? found
         guard found == region else {
             throw PartitionDBError.regionMismatch(path: path, expected: region.name, found: found.name)
         }

@@ -22,10 +22,11 @@ enum Session {
     static func withBareDatabase<T>(_ path: String, readOnly: Bool = false, _ body: (Database) throws -> T) throws
         -> T
     {
-        let region = try Database.storedRegion(at: path)
         var options = Options()
         options.readOnly = readOnly
-        let database = try Database.open(at: path, region: region, options: options)
+        // The region is read from the identity file once the lock is held, so nothing of the
+        // directory is opened before the lock (and the holder's pid in it).
+        let database = try Database.openAsCreated(at: path, options: options)
         let result: T
         do {
             result = try body(database)

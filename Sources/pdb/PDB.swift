@@ -14,7 +14,7 @@ struct PDB: ParsableCommand {
             """,
         subcommands: [
             Init.self, CreatePartition.self, Info.self, Check.self, Home.self, Get.self, Put.self, Del.self,
-            Scan.self, Apply.self, Compact.self, Backup.self, Restore.self,
+            Scan.self, Apply.self, Compact.self, Backup.self, Restore.self, Checksum.self,
         ]
     )
 

@@ -1,6 +1,6 @@
 // The few primitives the engine needs that Swift's standard library lacks: atomic words and
-// bitmaps for the pager's lock-free read path, a cache prefetch hint, and CRC-32C with the CPU's
-// instruction where there is one.
+// bitmaps for the pager's lock-free read path, a cache prefetch hint, CRC-32C with the CPU's
+// instruction where there is one, and SHA-256 for content checksums.
 #ifndef CPARTITIONSUPPORT_H
 #define CPARTITIONSUPPORT_H
 
@@ -48,5 +48,18 @@ int pdb_start_writeback(int fd, int64_t offset, int64_t length);
 
 /// Continues the CRC-32C (Castagnoli) `crc` (start with 0) over `count` bytes at `data`.
 uint32_t pdb_crc32c(uint32_t crc, const void *data, size_t count);
+
+/// SHA-256 (SHA256.c), for the content checksum of a partition: init, update any number of
+/// times, final.
+typedef struct {
+    uint32_t state[8];
+    uint64_t length;
+    uint8_t buffer[64];
+    size_t used;
+} pdb_sha256;
+
+void pdb_sha256_init(pdb_sha256 *context);
+void pdb_sha256_update(pdb_sha256 *context, const void *data, size_t count);
+void pdb_sha256_final(pdb_sha256 *context, uint8_t digest[32]);
 
 #endif

@@ -33,8 +33,7 @@ struct Apply: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The partition.")
     var partition: String
@@ -66,7 +65,7 @@ struct Apply: PDBCommand {
     func execute() throws {
         var input = LineReader()
         let mode: Durability = durability == .durable ? .durable : .noSync
-        let allCommitted = try Session.withDatabase(directory) { database, _ in
+        let allCommitted = try location.withDatabase { database, _ in
             let target = try database.partition(partition)
             var allCommitted = true
             // One turn per transaction: it begins at the first line that is not blank.

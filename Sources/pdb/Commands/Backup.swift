@@ -8,8 +8,7 @@ struct Backup: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The partition.")
     var partition: String
@@ -29,7 +28,7 @@ struct Backup: PDBCommand {
     }
 
     func execute() throws {
-        let summary = try Session.withDatabase(directory) { database, _ in
+        let summary = try location.withDatabase { database, _ in
             try database.partition(partition).backup(to: file, replacing: force)
         }
         if json {

@@ -13,8 +13,7 @@ struct Check: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "Check only this partition (default: every partition, global included).")
     var partition: String?
@@ -72,7 +71,7 @@ extension Check {
     }
 
     func execute() throws {
-        let report = try Session.withBareDatabase(directory, readOnly: true) { database in
+        let report = try location.withBareDatabase(readOnly: true) { database in
             if let partition { return Report(partitions: [try check(partition, in: database)]) }
             let names = try database.partitionNames()
             var partitions = try names.map { try check($0, in: database) }
@@ -81,7 +80,7 @@ extension Check {
                 partitions.insert(
                     PartitionReport(
                         problem: Problem(
-                            file: "\(directory)/global.pdb", page: nil,
+                            file: "\(location.directory)/global.pdb", page: nil,
                             message:
                                 "the global partition (the residency directory) is missing; restore it from a backup"),
                         name: Database.globalPartitionName), at: 0)
@@ -90,7 +89,7 @@ extension Check {
                 partitions.append(
                     PartitionReport(
                         problem: Problem(
-                            file: "\(directory)/\(file)", page: nil,
+                            file: "\(location.directory)/\(file)", page: nil,
                             message:
                                 "belongs to no partition (not a partition name, or a log without its file); move it away"
                         ),
@@ -129,7 +128,7 @@ extension Check {
             case .corruptPage(let file, let page, let reason):
                 problem = Problem(file: file, page: page, message: "cannot open the partition: \(reason)")
             default:
-                problem = Problem(file: "\(directory)/\(name).pdb", page: nil, message: error.description)
+                problem = Problem(file: "\(location.directory)/\(name).pdb", page: nil, message: error.description)
             }
             return PartitionReport(problem: problem, name: name)
         }

@@ -13,8 +13,7 @@ struct Checksum: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The partition.")
     var partition: String
@@ -28,7 +27,7 @@ struct Checksum: PDBCommand {
     }
 
     func execute() throws {
-        let sum = try Session.withBareDatabase(directory, readOnly: true) { database in
+        let sum = try location.withBareDatabase(readOnly: true) { database in
             try database.partition(partition).contentChecksum()
         }
         if json {

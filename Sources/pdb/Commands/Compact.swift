@@ -8,8 +8,7 @@ struct Compact: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The partition.")
     var partition: String
@@ -31,7 +30,7 @@ struct Compact: PDBCommand {
     }
 
     func execute() throws {
-        let summary = try Session.withDatabase(directory) { database, _ in
+        let summary = try location.withDatabase { database, _ in
             try database.partition(partition).compact()
         }
         if json {

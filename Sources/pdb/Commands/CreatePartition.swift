@@ -9,8 +9,7 @@ struct CreatePartition: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The partition's name: letters, digits, _, - and . (not first).")
     var name: String
@@ -29,14 +28,15 @@ struct CreatePartition: PDBCommand {
 
     func execute() throws {
         let requested = try region.map { try Parse.region($0) }
-        let partition = try Session.withDatabase(directory) { database, _ in
+        let partition = try location.withDatabase { database, _ in
             try database.createPartition(name, region: requested)
         }
         if json {
             try output.json(Report(partition: partition.name, region: partition.region.name))
         } else {
             try output.line(
-                "created partition \(partition.name) (region \(partition.region)) in \(Quoting.path(directory))")
+                "created partition \(partition.name) (region \(partition.region)) in \(Quoting.path(location.directory))"
+            )
         }
     }
 }

@@ -19,7 +19,7 @@ struct Del: PDBCommand {
 
     func execute() throws {
         let keyBytes = try key.bytes()
-        let lsn = try Session.withDatabase(target.directory) { database, _ in
+        let lsn = try target.location.withDatabase { database, _ in
             try database.partition(target.partition).write { tx in
                 // Throwing rolls the transaction back, so a miss does not spend an LSN.
                 guard try tx.delete(target.table, keyBytes) else {

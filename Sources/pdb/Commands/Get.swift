@@ -14,7 +14,7 @@ struct Get: PDBCommand {
 
     func execute() throws {
         let keyBytes = try key.bytes()
-        let record = try Session.withDatabase(target.directory, readOnly: true) { database, _ in
+        let record = try target.location.withDatabase(readOnly: true) { database, _ in
             try database.partition(target.partition).read { try $0.record(target.table, keyBytes) }
         }
         guard let record else {

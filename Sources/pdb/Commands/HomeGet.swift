@@ -9,8 +9,7 @@ struct HomeGet: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The subject's pseudonymous id.")
     var subject: String
@@ -21,7 +20,7 @@ struct HomeGet: PDBCommand {
 
     func execute() throws {
         let id = try Parse.subject(subject)
-        let home = try Session.withDatabase(directory, readOnly: true) { _, directory in try directory.home(of: id) }
+        let home = try location.withDatabase(readOnly: true) { _, residency in try residency.home(of: id) }
         guard let home else {
             throw CLIError(
                 code: "no_home",

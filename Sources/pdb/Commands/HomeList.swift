@@ -9,15 +9,14 @@ struct HomeList: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     struct Report: Encodable {
         var homes: [HomeEntry]
     }
 
     func execute() throws {
-        let entries = try Session.withDatabase(directory, readOnly: true) { _, directory in try directory.entries() }
+        let entries = try location.withDatabase(readOnly: true) { _, residency in try residency.entries() }
         if json {
             try output.json(Report(homes: entries.map { HomeEntry(subject: $0.subject.rawValue, home: $0.home.name) }))
             return

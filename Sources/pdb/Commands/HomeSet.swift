@@ -9,8 +9,7 @@ struct HomeSet: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The subject's pseudonymous id.")
     var subject: String
@@ -32,8 +31,8 @@ struct HomeSet: PDBCommand {
     func execute() throws {
         let id = try Parse.subject(subject)
         let home = try Parse.region(region)
-        let created = try Session.withDatabase(directory) { _, directory in
-            try directory.assignHome(id, to: home)
+        let created = try location.withDatabase { _, residency in
+            try residency.assignHome(id, to: home)
         }
         if json {
             try output.json(Report(subject: subject, home: home.name, created: created))

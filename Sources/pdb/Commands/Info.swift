@@ -8,8 +8,7 @@ struct Info: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "Show only this partition.")
     var partition: String?
@@ -64,10 +63,10 @@ struct Info: PDBCommand {
 
     func execute() throws {
         // Without the residency directory: info shows what it can when `global` is damaged or gone.
-        let report = try Session.withBareDatabase(directory, readOnly: true) { database in
+        let report = try location.withBareDatabase(readOnly: true) { database in
             if let partition {
                 return Report(
-                    path: directory, region: database.region.name,
+                    path: location.directory, region: database.region.name,
                     partitions: [PartitionReport(try database.partition(partition).info())], problems: [])
             }
             var partitions: [PartitionReport] = []
@@ -76,7 +75,7 @@ struct Info: PDBCommand {
             if !names.contains(Database.globalPartitionName) {
                 problems.append(
                     Problem(
-                        file: "\(directory)/global.pdb", code: "no_such_partition",
+                        file: "\(location.directory)/global.pdb", code: "no_such_partition",
                         message: "the global partition (the residency directory) is missing; restore it from a backup"))
             }
             for name in names {
@@ -85,16 +84,18 @@ struct Info: PDBCommand {
                 } catch let error as PartitionDBError {
                     if case .locked = error { throw error }
                     problems.append(
-                        Problem(file: "\(directory)/\(name).pdb", code: error.code, message: error.description))
+                        Problem(file: "\(location.directory)/\(name).pdb", code: error.code, message: error.description)
+                    )
                 }
             }
             for file in try database.strayFiles() {
                 problems.append(
                     Problem(
-                        file: "\(directory)/\(file)", code: "stray_file",
+                        file: "\(location.directory)/\(file)", code: "stray_file",
                         message: "belongs to no partition (not a partition name, or a log without its file)"))
             }
-            return Report(path: directory, region: database.region.name, partitions: partitions, problems: problems)
+            return Report(
+                path: location.directory, region: database.region.name, partitions: partitions, problems: problems)
         }
         if json {
             try output.json(report)
@@ -129,7 +130,7 @@ struct Info: PDBCommand {
             for problem in report.problems {
                 try output.line("problem: \(Quoting.path(problem.file)): \(problem.message)")
             }
-            try output.line("run `pdb check \(Quoting.path(directory))` for the full verdict")
+            try output.line("run `pdb check \(Quoting.path(location.directory))` for the full verdict")
         }
     }
 }

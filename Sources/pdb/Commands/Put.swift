@@ -39,7 +39,7 @@ struct Put: PDBCommand {
         let keyBytes = try key.bytes()
         let valueBytes = try Parse.bytes(value, base64: valueB64, what: "VALUE")
         let subject = try owner.map { try Parse.subject($0) }
-        let lsn = try Session.withDatabase(target.directory) { database, _ in
+        let lsn = try target.location.withDatabase { database, _ in
             try database.partition(target.partition).write { tx in
                 try tx.put(target.table, keyBytes, valueBytes, owner: subject)
                 return tx.lsn

@@ -12,8 +12,7 @@ struct Restore: PDBCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The backup file.")
     var file: String
@@ -34,7 +33,7 @@ struct Restore: PDBCommand {
 
     func execute() throws {
         // Without the residency directory: restoring over `global` needs it closed.
-        let summary = try Session.withBareDatabase(directory) { database in
+        let summary = try location.withBareDatabase { database in
             try database.restore(from: file, as: name, replace: replace)
         }
         if json {

@@ -68,7 +68,7 @@ struct Scan: PDBCommand {
         let range = try range()
         let limit = self.limit ?? Int.max
         var count = 0
-        try Session.withDatabase(target.directory, readOnly: true) { database, _ in
+        try target.location.withDatabase(readOnly: true) { database, _ in
             try database.partition(target.partition).read { tx in
                 guard limit > 0 else {
                     _ = try tx.count(target.table)  // Still report a missing table.

@@ -2,8 +2,7 @@ import ArgumentParser
 
 /// The positional arguments that name a table: `DIR PARTITION TABLE`.
 struct TableArguments: ParsableArguments {
-    @Argument(help: "The database directory.")
-    var directory: String
+    @OptionGroup var location: DatabaseArgument
 
     @Argument(help: "The partition.")
     var partition: String

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A scripted tour through `pdb`: a database, partitions, homes, writes, a refused write, apply,
-# inspection, check, backup and restore, compaction. Usage: scripts/demo.sh PATH_TO_PDB
+# inspection, check, backup and restore with checksums, refused careless commands, compaction. Usage: scripts/demo.sh PATH_TO_PDB
 set -euo pipefail
 
 if [ $# -ne 1 ] || [ ! -x "$1" ]; then
@@ -98,10 +98,17 @@ run info "$db"
 heading "Check every page of every partition"
 run check "$db"
 
-heading "Back up the users partition and restore it under another name"
+heading "Back up the users partition and restore it under another name; the copy sums the same"
 run backup "$db" users "$work/users.backup"
 run restore "$db" "$work/users.backup" --as users-restored
 run scan "$db" users-restored orders
+run checksum "$db" users
+run checksum "$db" users-restored
+
+heading "Careless commands lose nothing: a backup over a database file, a move of a home behind the directory's back"
+refused backup "$db" users "$db/users-restored.pdb" --force
+refused put "$db" global homes alice us
+run home get "$db" alice
 
 heading "Delete a record, then compact the users partition"
 run del "$db" users orders alice/0002

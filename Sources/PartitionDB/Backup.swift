@@ -83,8 +83,7 @@ extension Partition {
     public func backup(to path: String, replacing: Bool = false) throws -> BackupSummary {
         try TargetFile.check(
             path, databaseDirectory: PartitionFile.directoryOf(self.path), replacing: replacing, fileSystem: fileSystem)
-        let pager = try openPager()
-        let (id, snapshot) = pager.beginRead()
+        let (pager, id, snapshot) = try beginRead()
         defer { pager.endRead(id) }
         let header = snapshot.header
         let bytes = try TargetFile.write(path, fileSystem: fileSystem) { file in

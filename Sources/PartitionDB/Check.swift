@@ -28,8 +28,7 @@ extension Partition {
     /// the owner index against the records; and that each page is accounted for exactly once, as
     /// reachable from a tree or as free. Damage is reported, never thrown.
     public func check() throws -> CheckReport {
-        let pager = try openPager()
-        let (id, snapshot) = pager.beginRead()
+        let (pager, id, snapshot) = try beginRead()
         defer { pager.endRead(id) }
         var checker = Checker(
             context: PageContext(pager: pager, snapshot: snapshot), region: region, mainPath: path,

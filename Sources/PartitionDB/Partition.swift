@@ -19,23 +19,26 @@ public final class Partition: @unchecked Sendable {
         set { pagerLock.withLock { currentPager = newValue } }
     }
 
-    /// The pager with one reader admitted, or `closed` once the partition is closed. The caller
-    /// must call `beginRead()` on it next (and `endRead` when done): `close()` refuses (`busy`)
-    /// while a reader is admitted or registered, and admitting is refused once it has closed, so
-    /// a read racing a close either is refused here or makes the close wait; it never reads
-    /// through closed or reused descriptors.
-    func openPager() throws -> Pager {
-        let pager = try pagerLock.withLock {
-            guard !isClosed, currentPager.admitReader() else { throw PartitionDBError.closed(partition: name) }
-            return currentPager
+    /// Registers a reader on the current pager and returns it with the reader's id and snapshot,
+    /// or throws `closed` once the partition is closed. The caller ends it with
+    /// `pager.endRead(id)`. Registering happens under `pagerLock`, where `close()` checks for
+    /// readers and marks the partition closed in one step: a read racing a close either is
+    /// refused here or makes the close refuse (`busy`); it never reads through closed or reused
+    /// descriptors.
+    func beginRead() throws -> (pager: Pager, id: Int, snapshot: Pager.Snapshot) {
+        let begun = try pagerLock.withLock {
+            guard !isClosed else { throw PartitionDBError.closed(partition: name) }
+            let (id, snapshot) = currentPager.beginRead()
+            return (currentPager, id, snapshot)
         }
-        readerAdmitted?()
-        return pager
+        readerRegistered?()
+        return begun
     }
 
-    /// Test hook: runs in `openPager()` between admitting a reader and its `beginRead()`, where
-    /// a close used to slip in. Set it before any reader starts.
-    var readerAdmitted: (@Sendable () -> Void)? = nil
+    /// Test hook: runs in `beginRead()` once the reader is registered, before it reads, where a
+    /// close used to slip in between taking the pager and registering. Set it before any reader
+    /// starts.
+    var readerRegistered: (@Sendable () -> Void)? = nil
 
     /// Serializes write transactions, checkpoints, compaction and close.
     private let writerLock = Lock()
@@ -73,8 +76,7 @@ public final class Partition: @unchecked Sendable {
 
     /// Runs `body` on a snapshot of the newest commit.
     public func read<T>(_ body: (ReadTransaction) throws -> T) throws -> T {
-        let pager = try openPager()
-        let (id, snapshot) = pager.beginRead()
+        let (pager, id, snapshot) = try beginRead()
         defer { pager.endRead(id) }
         let transaction = ReadTransaction(context: PageContext(pager: pager, snapshot: snapshot), partition: self)
         defer { transaction.isFinished = true }
@@ -210,7 +212,7 @@ public final class Partition: @unchecked Sendable {
         let pager = self.pager
         // A reader still running needs the files, and a second handle opened on them meanwhile
         // would checkpoint under it: closing waits for the caller to finish its reads. The check
-        // and the mark are one step under the pager's state lock, where readers are admitted.
+        // and the mark are one step under `pagerLock`, where readers register.
         let readers: Int = pagerLock.withLock {
             let readers = pager.closeIfIdle()
             if readers == 0 { isClosed = true }

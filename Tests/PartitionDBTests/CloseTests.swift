@@ -57,7 +57,7 @@ final class CloseTests: XCTestCase {
 
     /// Found: a reader that took the pager before a close but registered its snapshot after it
     /// read through closed (possibly reused) descriptors. Here each kind of reader stops right
-    /// there (`readerAdmitted`) while the partition is closed: the close must be refused with
+    /// there (`readerRegistered`) while the partition is closed: the close must be refused with
     /// `busy`, and the reader must then read correctly (the simulated disk answers a read
     /// through a closed handle with EBADF).
     func testACloseBetweenTakingThePagerAndBeginningTheReadIsRefused() throws {
@@ -77,7 +77,7 @@ final class CloseTests: XCTestCase {
             let partition = try db.globalPartition()
             let admitted = DispatchSemaphore(value: 0)
             let proceed = DispatchSemaphore(value: 0)
-            partition.readerAdmitted = {
+            partition.readerRegistered = {
                 admitted.signal()
                 proceed.wait()
             }
@@ -96,7 +96,7 @@ final class CloseTests: XCTestCase {
             proceed.signal()
             done.wait()
             XCTAssertEqual(failures.all, [])
-            partition.readerAdmitted = nil
+            partition.readerRegistered = nil
             try partition.close()
             XCTAssertThrowsError(try partition.read { _ in }) { error in
                 XCTAssertEqual(error as? PartitionDBError, .closed(partition: "global"), kind)

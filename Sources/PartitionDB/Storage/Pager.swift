@@ -93,16 +93,12 @@ final class Pager: @unchecked Sendable {
     /// partition file: change sets up to it are incomplete. Written by the writer under `stateLock`.
     private(set) var newestDirectCommit: LSN? = nil
 
-    /// Protects `latest`, `readers`, `admitted`, `isClosed`, `nextReaderID`, `cache`, and the
-    /// log's index and counters.
+    /// Protects `latest`, `readers`, `isClosed`, `nextReaderID`, `cache`, and the log's index and
+    /// counters.
     fileprivate let stateLock = Lock()
     private var latest: Snapshot
     private var readers: [Int: (generation: UInt64, limit: Int)] = [:]
-    /// Readers admitted by `admitReader()` that have not called `beginRead()` yet. Closing
-    /// counts them as readers: a reader that took the pager before a close but registers after
-    /// it would read through closed (or reused) descriptors.
-    private var admitted = 0
-    /// Set by `closeIfIdle()`; no reader is admitted afterwards.
+    /// Set by `closeIfIdle()`; no reader may begin afterwards.
     private var isClosed = false
     private var nextReaderID = 0
     private var cache: Cache
@@ -215,22 +211,11 @@ final class Pager: @unchecked Sendable {
 
     // MARK: Snapshots
 
-    /// Admits one reader, unless the pager is closed: the caller must call `beginRead()` next
-    /// (`Partition.openPager()` admits; `read`, `check()` and `backup(to:)` then begin).
-    func admitReader() -> Bool {
-        stateLock.withLock {
-            guard !isClosed else { return false }
-            admitted += 1
-            return true
-        }
-    }
-
-    /// Registers an admitted reader of the newest committed state.
+    /// Registers a reader of the newest committed state. `Partition.beginRead()` calls it where
+    /// `close()` cannot run meanwhile, so it never meets a closed pager.
     func beginRead() -> (id: Int, snapshot: Snapshot) {
         stateLock.withLock {
-            // Only an admitted reader may begin: the admission is what `closeIfIdle` waits for.
-            precondition(admitted > 0, "beginRead() without admitReader() (use Partition.openPager())")
-            admitted -= 1
+            precondition(!isClosed, "beginRead() on a closed pager (use Partition.beginRead())")
             nextReaderID += 1
             readers[nextReaderID] = (latest.generation, latest.frameLimit)
             return (nextReaderID, latest)
@@ -242,14 +227,13 @@ final class Pager: @unchecked Sendable {
     }
 
     var latestSnapshot: Snapshot { stateLock.withLock { latest } }
-    var activeReaders: Int { stateLock.withLock { readers.count + admitted } }
+    var activeReaders: Int { stateLock.withLock { readers.count } }
 
-    /// Marks the pager closed if no reader is registered or admitted, in one step under the state
-    /// lock, so no reader can slip in between the check and the mark. Returns the readers in the
+    /// Marks the pager closed if no reader is registered, in one step under the state lock. Returns the readers in the
     /// way (0: closed; then only the writer may use the files, until `releaseFiles()`).
     func closeIfIdle() -> Int {
         stateLock.withLock {
-            let active = readers.count + admitted
+            let active = readers.count
             if active == 0 { isClosed = true }
             return active
         }
@@ -258,7 +242,7 @@ final class Pager: @unchecked Sendable {
     /// Unmaps the partition file and closes both files; after `closeIfIdle()` returned 0.
     func releaseFiles() {
         stateLock.withLock {
-            precondition(isClosed && readers.isEmpty && admitted == 0, "releasing the files of a pager in use")
+            precondition(isClosed && readers.isEmpty, "releasing the files of a pager in use")
             if let mapping { mainFile.unmap(mapping, length: mappingLength) }
             mapping = nil
         }

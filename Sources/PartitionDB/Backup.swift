@@ -86,7 +86,7 @@ extension Partition {
         let (pager, id, snapshot) = try beginRead()
         defer { pager.endRead(id) }
         let header = snapshot.header
-        let bytes = try TargetFile.write(path, fileSystem: fileSystem) { file in
+        let bytes = try fileSystem.writeWhole(path) { file in
             try file.write(
                 BackupFormat.encode(
                     .init(

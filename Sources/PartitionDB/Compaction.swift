@@ -32,7 +32,7 @@ extension Partition {
             do {
                 // A new file id: the layout changes, so change sets from before must never apply to it.
                 try PartitionFile.create(
-                    at: temporary, directory: directory, name: header.name, region: header.region,
+                    at: temporary, name: header.name, region: header.region,
                     pageSize: header.pageSize, fileSystem: fileSystem)
                 let copyPager = try PartitionFile.open(
                     at: temporary, expectedName: header.name, expectedRegion: header.region, options: options,

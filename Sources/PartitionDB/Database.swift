@@ -65,7 +65,7 @@ public final class Database: @unchecked Sendable {
             throw PartitionDBError.identityMissing(path: path, files: leftovers)
         }
         try PartitionFile.create(
-            at: partitionPath(path, globalPartitionName), directory: path, name: globalPartitionName, region: .global,
+            at: partitionPath(path, globalPartitionName), name: globalPartitionName, region: .global,
             pageSize: options.pageSize, fileSystem: fileSystem)
         // The identity file is written last: a directory without it is not a database yet.
         let text = "partitiondb 1\nregion \(region.name)\n"
@@ -236,7 +236,7 @@ public final class Database: @unchecked Sendable {
             guard !isClosed else { throw PartitionDBError.closed(partition: name) }
             guard !fileSystem.exists(file) else { throw PartitionDBError.partitionExists(name: name) }
             try PartitionFile.create(
-                at: file, directory: path, name: name, region: region, pageSize: options.pageSize,
+                at: file, name: name, region: region, pageSize: options.pageSize,
                 fileSystem: fileSystem)
         }
         return try partition(name)

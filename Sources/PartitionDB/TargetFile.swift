@@ -35,29 +35,4 @@ enum TargetFile {
             throw PartitionDBError.unsafeFile(path: path, reason: "is a device, FIFO or socket, not a regular file")
         }
     }
-
-    /// Writes a file as `path + ".creating"`, created exclusively (a leftover of that name is
-    /// unlinked first, which never writes through it), and moves it to `path` once `body` has
-    /// written and synced it. On any failure the temporary file is removed and `path` is untouched.
-    static func write<T>(
-        _ path: String, fileSystem: any FileSystem, _ body: (any FileHandle) throws -> T
-    ) throws -> T {
-        let temporary = path + ".creating"
-        try fileSystem.remove(temporary)
-        let file = try fileSystem.createNew(temporary)
-        do {
-            let result: T
-            do {
-                defer { file.close() }
-                result = try body(file)
-                try file.sync()
-            }
-            try fileSystem.rename(temporary, to: path)
-            try fileSystem.syncDirectory(PartitionFile.directoryOf(path))
-            return result
-        } catch {
-            try? fileSystem.remove(temporary)
-            throw error
-        }
-    }
 }

@@ -147,24 +147,14 @@ extension PartitionFile {
         }
         let length = wal.frameOffset(damage.stopFrame + damage.droppedFrames)
         // Written under a temporary name and renamed, so a file with the final name is always whole.
-        let temporary = target + ".copying"
-        try fileSystem.remove(temporary)
-        let copy = try fileSystem.createNew(temporary)
-        do {
+        try fileSystem.writeWhole(target, temporarySuffix: ".copying") { copy in
             var offset: UInt64 = 0
             while offset < length {
                 let count = Int(min(UInt64(1 << 20), length - offset))
                 try copy.write(try wal.file.read(at: offset, count: count), at: offset)
                 offset += UInt64(count)
             }
-            try copy.sync()
-            copy.close()
-        } catch {
-            copy.close()
-            throw error
         }
-        try fileSystem.rename(temporary, to: target)
-        try fileSystem.syncDirectory(directory)
         return target
     }
 

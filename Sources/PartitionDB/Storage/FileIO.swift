@@ -63,6 +63,34 @@ extension FileSystem {
     package func resolve(_ path: String) -> String? { exists(path) ? path : nil }
 }
 
+extension FileSystem {
+    /// Writes a new file whole or not at all: as `path + temporarySuffix`, created exclusively (a
+    /// leftover of that name is unlinked first, which never writes through it), synced, renamed to
+    /// `path` and the directory synced. On any failure the temporary file is removed and `path` is
+    /// untouched. Backups, new partition files and preserved logs are written this way.
+    func writeWhole<T>(
+        _ path: String, temporarySuffix: String = ".creating", _ body: (any FileHandle) throws -> T
+    ) throws -> T {
+        let temporary = path + temporarySuffix
+        try remove(temporary)
+        let file = try createNew(temporary)
+        do {
+            let result: T
+            do {
+                defer { file.close() }
+                result = try body(file)
+                try file.sync()
+            }
+            try rename(temporary, to: path)
+            try syncDirectory(PartitionFile.directoryOf(path))
+            return result
+        } catch {
+            try? remove(temporary)
+            throw error
+        }
+    }
+}
+
 package protocol FileHandle: AnyObject, Sendable {
     var path: String { get }
     /// Reads exactly `count` bytes at `offset`, or throws `unexpectedEndOfFile`.

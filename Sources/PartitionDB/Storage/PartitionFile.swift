@@ -6,7 +6,7 @@ enum PartitionFile {
     /// Writes a new, empty partition file at `path` through a temporary file and a rename, so a
     /// crash leaves either no partition or a complete one.
     static func create(
-        at path: String, directory: String, name: String, region: Region, pageSize: Int, fileID: [UInt8]? = nil,
+        at path: String, name: String, region: Region, pageSize: Int, fileID: [UInt8]? = nil,
         fileSystem: any FileSystem
     ) throws {
         guard PartitionHeader.isValidPageSize(pageSize) else {
@@ -26,21 +26,7 @@ enum PartitionFile {
             pages[i].seal(number: PageNumber(UInt32(i)))
             bytes.append(contentsOf: pages[i].bytes)
         }
-        let temporary = path + ".creating"
-        // A leftover of a crashed creation goes (unlinking a name never writes through it); the
-        // new file is then created exclusively, so nothing of another name is ever written.
-        try fileSystem.remove(temporary)
-        let file = try fileSystem.createNew(temporary)
-        do {
-            defer { file.close() }
-            try file.write(bytes, at: 0)
-            try file.sync()
-            try fileSystem.rename(temporary, to: path)
-        } catch {
-            try? fileSystem.remove(temporary)
-            throw error
-        }
-        try fileSystem.syncDirectory(directory)
+        try fileSystem.writeWhole(path) { file in try file.write(bytes, at: 0) }
     }
 
     /// Refuses to use `path` unless it is a regular file with one name: a symlink or a second

@@ -190,8 +190,12 @@ public final class Partition: @unchecked Sendable {
     /// and every name that begins with `pdb.` (kept for the project's later tables). A plain
     /// `write` cannot change them, so no generic put can move a home and strand its records.
     public func isReserved(_ table: String) -> Bool {
-        region.isGlobal && (table == "homes" || table.hasPrefix("pdb."))
+        region.isGlobal && (table == Partition.directoryTable || table.hasPrefix("pdb."))
     }
+
+    /// The table of the global partition that holds the residency directory (`ResidencyDirectory`
+    /// names its table by this), reserved to it.
+    public static let directoryTable = "homes"
 
     // MARK: Maintenance
 

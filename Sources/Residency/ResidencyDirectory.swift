@@ -6,7 +6,7 @@ import PartitionDB
 /// This is the directory's local part. On a replica host (a later issue) assignments are
 /// forwarded to the directory's primary through `HomeAssigning`; readers use `home(of:)` locally.
 public final class ResidencyDirectory: HomeRegionResolver, HomeAssigning, @unchecked Sendable {
-    public static let table = "homes"
+    public static let table = Partition.directoryTable
     let partition: Partition
 
     /// Opens the directory in `database`'s global partition and installs it as the database's

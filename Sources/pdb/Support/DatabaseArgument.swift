@@ -3,19 +3,39 @@ import PartitionDB
 import Residency
 
 /// The database a command works on: the first positional argument of every command but `init`,
-/// a database directory. Declared once here and opened only through it, so every command parses
-/// and opens its database the same way.
+/// a database directory. Declared once here and opened only through it, around one command, so
+/// every command parses and opens its database the same way.
 struct DatabaseArgument: ParsableArguments {
     @Argument(help: "The database directory.")
     var directory: String
 
-    /// Runs `body` on the database with its residency directory installed (see `Session`).
+    /// Opens the database as a host of the region stored in it, installs the residency directory
+    /// as the engine's resolver, runs `body`, and closes the database (which checkpoints) on every
+    /// path. When `body` fails, its error wins over one from `close`. `readOnly` (the commands
+    /// that only read) opens it with `Options.readOnly`: all files `O_RDONLY`, nothing created or
+    /// checkpointed, the lock shared with other readers.
     func withDatabase<T>(readOnly: Bool = false, _ body: (Database, ResidencyDirectory) throws -> T) throws -> T {
-        try Session.withDatabase(directory, readOnly: readOnly, body)
+        try withBareDatabase(readOnly: readOnly) { database in
+            try body(database, try ResidencyDirectory(database: database))
+        }
     }
 
-    /// Runs `body` on the database without opening the global partition (see `Session`).
+    /// Like `withDatabase`, without opening the global partition: for `check` and `info`, which
+    /// must still run when the global partition is damaged, and `restore`, which may replace it.
     func withBareDatabase<T>(readOnly: Bool = false, _ body: (Database) throws -> T) throws -> T {
-        try Session.withBareDatabase(directory, readOnly: readOnly, body)
+        var options = Options()
+        options.readOnly = readOnly
+        // The region is read from the identity file once the lock is held, so nothing of the
+        // directory is opened before the lock (and the holder's pid in it).
+        let database = try Database.openAsCreated(at: directory, options: options)
+        let result: T
+        do {
+            result = try body(database)
+        } catch {
+            try? database.close()
+            throw error
+        }
+        try database.close()
+        return result
     }
 }

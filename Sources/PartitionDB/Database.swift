@@ -259,8 +259,8 @@ public final class Database: @unchecked Sendable {
             // would let one's history be applied to the other.
             let fileID = pager.latestSnapshot.header.fileID
             if let twin = partitions.values.first(where: { $0.pager.latestSnapshot.header.fileID == fileID }) {
-                pager.wal.file.close()
-                pager.mainFile.close()
+                _ = pager.closeIfIdle()
+                pager.releaseFiles()
                 throw PartitionDBError.duplicateFileID(partition: name, other: twin.name)
             }
             let partition = Partition(

@@ -6,6 +6,8 @@
 public final class Partition: @unchecked Sendable {
     public let name: String
     public let region: Region
+    /// `region.isGlobal`, decided once: every put asks it (the residency check, reserved tables).
+    let isGlobal: Bool
     public let path: String
     let fileSystem: any FileSystem
     let resolver: @Sendable () -> (any HomeRegionResolver)?
@@ -55,6 +57,7 @@ public final class Partition: @unchecked Sendable {
     ) {
         self.name = name
         self.region = region
+        self.isGlobal = region.isGlobal
         self.path = path
         self.fileSystem = fileSystem
         self.currentPager = pager
@@ -173,7 +176,7 @@ public final class Partition: @unchecked Sendable {
 
     /// Guarantee 1 of the design brief: the region check sits in the engine's write path.
     func checkResidency(owner: SubjectID?) throws {
-        if region.isGlobal {
+        if isGlobal {
             guard owner == nil else { throw PartitionDBError.ownerNotAllowed(partition: name) }
             return
         }
@@ -190,7 +193,7 @@ public final class Partition: @unchecked Sendable {
     /// and every name that begins with `pdb.` (kept for the project's later tables). A plain
     /// `write` cannot change them, so no generic put can move a home and strand its records.
     public func isReserved(_ table: String) -> Bool {
-        region.isGlobal && (table == Partition.directoryTable || table.hasPrefix("pdb."))
+        isGlobal && (table == Partition.directoryTable || table.hasPrefix("pdb."))
     }
 
     /// The table of the global partition that holds the residency directory (`ResidencyDirectory`

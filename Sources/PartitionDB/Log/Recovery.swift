@@ -170,7 +170,8 @@ extension PartitionFile {
         where name.hasPrefix(prefix) && !name.hasSuffix(".copying") {
             let copyPath = directory + "/" + name
             var damage: LogDamage? = nil
-            if let file = try? fileSystem.open(copyPath, create: false) {
+            // Only read; a copy that cannot be read or recovered is still reported, without figures.
+            if let file = try? fileSystem.openReadOnly(copyPath) {
                 let wal = WriteAheadLog(file: file, pageSize: pageSize, fileID: fileID)
                 try? wal.recover()
                 damage = wal.damage

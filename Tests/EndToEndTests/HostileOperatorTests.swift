@@ -92,7 +92,7 @@ final class HostileOperatorTests: PDBTestCase {
         try makeDatabase()
         let fifo = root.path + "/fifo"
         XCTAssertEqual(mkfifo(fifo, 0o644), 0)
-        let result = try bounded(["restore", db, fifo, "--as", "piped", "--json"], stdin: "", timeout: 5)
+        let result = try run(["restore", db, fifo, "--as", "piped", "--json"], timeout: 5)
         XCTAssertFalse(result.timedOut, "pdb restore of a FIFO hung; it was killed after 5 s")
         XCTAssertEqual(result.status, 1, result.stdout + result.stderr)
     }
@@ -119,69 +119,17 @@ final class HostileOperatorTests: PDBTestCase {
     }
 
     static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-
-    /// Runs `pdb` like `run`, but kills it after `timeout` seconds (a hang is a finding too).
-    func bounded(_ arguments: [String], stdin: String, timeout: TimeInterval = 10) throws -> BoundedRun {
-        let id = UUID().uuidString
-        let input = root.appendingPathComponent("stdin-\(id)")
-        let output = root.appendingPathComponent("stdout-\(id)")
-        let errors = root.appendingPathComponent("stderr-\(id)")
-        try Data(stdin.utf8).write(to: input)
-        try Data().write(to: output)
-        try Data().write(to: errors)
-        defer {
-            for url in [input, output, errors] { try? FileManager.default.removeItem(at: url) }
-        }
-        let process = Process()
-        process.executableURL = PDBTestCase.binary
-        process.arguments = arguments
-        let inputHandle = try FileHandle(forReadingFrom: input)
-        let outputHandle = try FileHandle(forWritingTo: output)
-        let errorHandle = try FileHandle(forWritingTo: errors)
-        defer {
-            try? inputHandle.close()
-            try? outputHandle.close()
-            try? errorHandle.close()
-        }
-        process.standardInput = inputHandle
-        process.standardOutput = outputHandle
-        process.standardError = errorHandle
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        var timedOut = false
-        while process.isRunning {
-            if Date() > deadline {
-                timedOut = true
-                kill(process.processIdentifier, SIGKILL)
-                break
-            }
-            usleep(1000)
-        }
-        process.waitUntilExit()
-        return BoundedRun(
-            status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
-            timedOut: timedOut, stdout: String(decoding: try Data(contentsOf: output), as: UTF8.self),
-            stderr: String(decoding: try Data(contentsOf: errors), as: UTF8.self))
-    }
 }
 
-struct BoundedRun {
-    var status: Int32
-    var signaled: Bool
-    var timedOut: Bool
-    var stdout: String
-    var stderr: String
-
-    var lines: [String] { stdout.split(separator: "\n").map(String.init) }
-
+extension RunResult {
     /// Every JSON object on stdout, one per line (lines that are not objects are skipped).
-    var objects: [[String: Any]] {
+    var jsonObjects: [[String: Any]] {
         lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
     /// Every error code on stdout: a command's `error` object and those of apply's lines.
     var errorCodes: [String] {
-        objects.compactMap { ($0["error"] as? [String: Any])?["code"] as? String }
+        jsonObjects.compactMap { ($0["error"] as? [String: Any])?["code"] as? String }
     }
 }
 
@@ -305,9 +253,9 @@ struct HostileSequence {
     /// damage code.
     @discardableResult
     mutating func execute(_ arguments: [String], stdin: String = "", damageAllowed: Bool = false) throws
-        -> BoundedRun
+        -> RunResult
     {
-        let result = try test.bounded(arguments, stdin: stdin)
+        let result = try test.run(arguments, stdin: stdin, timeout: 10)
         var entry = "pdb \(show(arguments))"
         if !stdin.isEmpty { entry += "  <<< " + show(stdin) }
         entry += "\n    -> exit \(result.status)"
@@ -585,7 +533,7 @@ struct HostileSequence {
         if let known, known.value != Array(region.utf8) {
             failures.append("home set moved \(subject) from \(Self.show(known.value)): pdb \(show(arguments))")
         }
-        if isJSON, let created = result.objects.first?["created"] as? Bool, created != (known == nil) {
+        if isJSON, let created = result.jsonObjects.first?["created"] as? Bool, created != (known == nil) {
             failures.append("home set said created=\(created), the model disagrees: pdb \(show(arguments))")
         }
         model["global", default: [:]]["homes", default: [:]][Array(subject.utf8)] = ModelRecord(
@@ -826,7 +774,7 @@ struct HostileSequence {
             }
             return
         }
-        let outcomes = result.objects
+        let outcomes = result.jsonObjects
         let ran = outcomes.contains { $0["committed"] != nil || $0["aborted"] != nil || $0["rolled_back"] != nil }
         // A failure before any input was read (usage, open errors) prints no transaction line.
         if !ran && result.status != 0 && (outcomes.count == 1 || !result.stderr.isEmpty) { return }
@@ -954,7 +902,7 @@ struct HostileSequence {
         let check = try execute(["check", db, "--json"])
         if check.status != 0 { failures.append("check is not clean at the end:\n\(check.stdout)\(check.stderr)") }
         let info = try execute(["info", db, "--json"])
-        let report = info.objects.first ?? [:]
+        let report = info.jsonObjects.first ?? [:]
         let partitions = (report["partitions"] as? [[String: Any]]) ?? []
         let names = partitions.compactMap { $0["name"] as? String }
         if names.sorted() != model.keys.sorted() {
@@ -971,7 +919,7 @@ struct HostileSequence {
             }
         }
         let list = try execute(["home", "list", db, "--json"])
-        let homes = ((list.objects.first?["homes"] as? [[String: String]]) ?? []).map {
+        let homes = ((list.jsonObjects.first?["homes"] as? [[String: String]]) ?? []).map {
             "\($0["subject"] ?? "?")=\($0["home"] ?? "?")"
         }
         let modelHomes = (model["global"]?["homes"] ?? [:]).map { "\(Self.show($0.key))=\(Self.show($0.value.value))" }
@@ -992,7 +940,7 @@ struct HostileSequence {
     mutating func verify(partition: String, table: String, expected: [[UInt8]: ModelRecord]) throws {
         let result = try execute(["scan", db, partition, table, "--json"])
         var found: [[UInt8]: ModelRecord] = [:]
-        for object in result.objects {
+        for object in result.jsonObjects {
             guard let key = Self.bytes(object, "key"), let value = Self.bytes(object, "value") else {
                 failures.append("scan \(partition) \(table): unexpected line \(object)")
                 continue

@@ -6,6 +6,10 @@ struct RunResult {
     var status: Int32
     var stdout: String
     var stderr: String
+    /// A signal ended the child (then `status` is the signal's number).
+    var signaled = false
+    /// The child outlived the run's timeout and was killed with SIGKILL.
+    var timedOut = false
 
     /// The non-empty lines of stdout.
     var lines: [String] { stdout.split(separator: "\n").map(String.init) }
@@ -76,8 +80,11 @@ class PDBTestCase: XCTestCase {
         try run(arguments, stdin: stdin)
     }
 
-    /// Runs `executable` (the `pdb` binary unless named) with `arguments`.
-    func run(_ arguments: [String], stdin: String = "", executable: URL = PDBTestCase.binary) throws -> RunResult {
+    /// Runs `executable` (the `pdb` binary unless named) with `arguments`; with a `timeout`, kills
+    /// it with SIGKILL once that many seconds have passed (a hang is a finding too).
+    func run(
+        _ arguments: [String], stdin: String = "", executable: URL = PDBTestCase.binary, timeout: TimeInterval? = nil
+    ) throws -> RunResult {
         // Files rather than pipes, so a large output can never block the child.
         let id = UUID().uuidString
         let input = root.appendingPathComponent("stdin-\(id)")
@@ -104,11 +111,24 @@ class PDBTestCase: XCTestCase {
         process.standardOutput = outputHandle
         process.standardError = errorHandle
         try process.run()
+        var timedOut = false
+        if let timeout {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && !timedOut {
+                if Date() > deadline {
+                    timedOut = true
+                    kill(process.processIdentifier, SIGKILL)
+                } else {
+                    usleep(1000)
+                }
+            }
+        }
         process.waitUntilExit()
         return RunResult(
             status: process.terminationStatus,
             stdout: String(decoding: try Data(contentsOf: output), as: UTF8.self),
-            stderr: String(decoding: try Data(contentsOf: errors), as: UTF8.self))
+            stderr: String(decoding: try Data(contentsOf: errors), as: UTF8.self),
+            signaled: process.terminationReason == .uncaughtSignal, timedOut: timedOut)
     }
 
     /// Runs `script` with /bin/sh, where `$PDB` is the binary; for real pipelines.

@@ -18,7 +18,7 @@ enum LogBase {
         do {
             let eu = try Region("eu")
             try PartitionFile.create(
-                at: path, directory: directory, name: "p", region: eu, pageSize: pageSize, fileID: fileID,
+                at: path, name: "p", region: eu, pageSize: pageSize, fileID: fileID,
                 fileSystem: PosixFileSystem())
             let database = try Database.open(at: directory, region: eu)
             database.setResolver(EverySubjectInEU())

@@ -13,14 +13,14 @@ enum Seeds {
         // partition: an empty partition, the log target's base, and a two-level tree at 8 KiB pages.
         Scratch.reset(directory)
         try PartitionFile.create(
-            at: directory + "/p.pdb", directory: directory, name: "p", region: eu, pageSize: 4096,
+            at: directory + "/p.pdb", name: "p", region: eu, pageSize: 4096,
             fileSystem: PosixFileSystem())
         try save(directory + "/p.pdb", to: corpus + "/partition/seed-empty")
         _ = LogBase.make(in: directory)
         try save(directory + "/p.pdb", to: corpus + "/partition/seed-tables")
         Scratch.reset(directory)
         try PartitionFile.create(
-            at: directory + "/p.pdb", directory: directory, name: "p", region: eu, pageSize: 8192,
+            at: directory + "/p.pdb", name: "p", region: eu, pageSize: 8192,
             fileSystem: PosixFileSystem())
         try withPartition(directory) { partition in
             try partition.write { tx in

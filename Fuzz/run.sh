@@ -113,7 +113,8 @@ build_all() {
     local plain_flags=(-swift-version 5 -suppress-warnings -Onone)
     mapfile -t engine < <(sources Sources/PartitionDB)
     build_module PartitionDB engine_flags "${engine[@]}"
-    mapfile -t residency < <(sources Sources/Residency)
+    # The layers of Residency without SwiftNIO: the directory, the wire protocol, the cluster files.
+    mapfile -t residency < <(sources Sources/Residency/Directory Sources/Residency/Protocol Sources/Residency/ResidencyError.swift)
     build_module Residency engine_flags "${residency[@]}"
     local parser
     parser=$(argument_parser_checkout)
@@ -141,7 +142,7 @@ build_all() {
         Fuzz/Support/Seeds.swift "${support[@]}" "$build/PartitionDB.o"
     # `pdb` without PDB.swift: its @main would clash with libFuzzer's main. Swift 5 mode, because
     # the target reopens the C global `stdin`, which Swift 6 refuses to touch.
-    mapfile -t pdb < <(sources Sources/pdb | grep -v '/PDB.swift$')
+    mapfile -t pdb < <(sources Sources/pdb | grep -v -e '/PDB.swift$' -e '/Host/')
     link "$build/fuzz-apply" 5 -module-name pdb Fuzz/Targets/ApplyFuzz.swift "${support[@]}" "${pdb[@]}" \
         "$build/PartitionDB.o" "$build/Residency.o" "$build/ArgumentParser.o" "$build/ArgumentParserToolInfo.o"
 }

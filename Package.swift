@@ -23,7 +23,7 @@ let hostTargets: [Target] = [
     .target(
         name: "Residency",
         dependencies: [
-            "PartitionDB", "CZstd",
+            "PartitionDB", "CZstd", "CPartitionSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -5,6 +5,11 @@ public struct ChangeSet: Sendable, Equatable {
     public struct PageImage: Sendable, Equatable {
         public var number: UInt32
         public var bytes: [UInt8]
+
+        public init(number: UInt32, bytes: [UInt8]) {
+            self.number = number
+            self.bytes = bytes
+        }
     }
 
     public var lsn: LSN
@@ -12,6 +17,13 @@ public struct ChangeSet: Sendable, Equatable {
     /// The partition's page count after the commit.
     public var pageCount: UInt32
     public var pages: [PageImage]
+
+    public init(lsn: LSN, fileID: [UInt8], pageCount: UInt32, pages: [PageImage]) {
+        self.lsn = lsn
+        self.fileID = fileID
+        self.pageCount = pageCount
+        self.pages = pages
+    }
 }
 
 extension Partition {

@@ -1,12 +1,25 @@
 import PartitionDB
 
-/// Errors of the residency layer.
+/// Errors of the residency layer: the directory, cluster files, the wire protocol and hosts.
 public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The subject has a home already, and it is not the one asked for.
     case alreadyRegistered(subject: String, home: String)
     /// A stored directory entry that does not name a valid region.
     case badEntry(subject: String)
     case engine(PartitionDBError)
+    /// A certificate, key or CA file that cannot be read, written or used.
+    case certificate(path: String, reason: String)
+    /// A host's configuration file with a missing, unknown or bad key (`key` is its JSON path).
+    case configuration(file: String, key: String, reason: String)
+    /// Bytes from a peer that break spec/replication.md; the connection is closed and nothing of
+    /// the message is applied.
+    case malformedMessage(reason: String)
+    /// A peer that is not allowed what it asks: an identity, a role, a region or an epoch.
+    case refused(code: String, message: String)
+    /// A write sent to a host that only replicates the partition.
+    case notPrimary(partition: String, primary: String)
+    /// A host that cannot be reached or that went away.
+    case connection(address: String, reason: String)
 
     public var description: String {
         switch self {
@@ -18,6 +31,19 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
                 "the directory entry of subject \(Quoting.name(subject)) is damaged; run `pdb check` on the global partition"
         case .engine(let error):
             return error.description
+        case .certificate(let path, let reason):
+            return "\(Quoting.path(path)) \(reason)"
+        case .configuration(let file, let key, let reason):
+            return "\(Quoting.path(file)): \(key) \(reason)"
+        case .malformedMessage(let reason):
+            return "malformed message from the peer: \(reason); the connection was closed and nothing of it applied"
+        case .refused(_, let message):
+            return message
+        case .notPrimary(let partition, let primary):
+            return
+                "partition \(Quoting.name(partition)) is a replica on this host; write to its primary, host \(Quoting.name(primary))"
+        case .connection(let address, let reason):
+            return "cannot talk to \(Quoting.name(address)): \(reason)"
         }
     }
 
@@ -26,6 +52,12 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
         case .alreadyRegistered: return "already_registered"
         case .badEntry: return "bad_directory_entry"
         case .engine(let error): return error.code
+        case .certificate: return "certificate"
+        case .configuration: return "configuration"
+        case .malformedMessage: return "malformed_message"
+        case .refused(let code, _): return code
+        case .notPrimary: return "not_primary"
+        case .connection: return "connection"
         }
     }
 }

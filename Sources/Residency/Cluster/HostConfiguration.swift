@@ -1,0 +1,262 @@
+import Foundation
+import PartitionDB
+
+/// One host's configuration file, `pdb serve --config FILE` (spec/config.md): who the host is,
+/// where its data and TLS files are, where it listens, the cluster's hosts, and for each partition
+/// it holds which host is the primary and which hosts replicate it. Read once at start; an
+/// unknown key, a missing key or a bad value is refused with the file and the key named, and so
+/// is a layout that would carry a regional partition across a border.
+public struct HostConfiguration: Sendable, Equatable {
+    public struct Peer: Sendable, Equatable {
+        public var region: Region
+        public var address: HostAddress
+    }
+
+    public struct PartitionPlacement: Sendable, Equatable {
+        public var name: String
+        public var primary: String
+        public var replicas: [String]
+    }
+
+    public struct Retention: Sendable, Equatable {
+        /// The most bytes of shipped log kept per partition for replicas that are behind.
+        public var maxBytes: UInt64 = 256 << 20
+        /// The oldest shipped log kept, in seconds.
+        public var maxAgeSeconds: UInt64 = 86_400
+    }
+
+    public static let version = 1
+
+    public var file: String
+    public var host: String
+    public var region: Region
+    public var dataDirectory: String
+    public var tlsDirectory: String
+    public var listen: HostAddress
+    public var metricsListen: HostAddress?
+    public var hosts: [String: Peer]
+    /// In the file's order of names (sorted: JSON objects have no order).
+    public var partitions: [PartitionPlacement]
+    public var retention: Retention
+
+    public var identity: PeerIdentity { .host(id: host, region: region) }
+
+    public func placement(of partition: String) -> PartitionPlacement? {
+        partitions.first { $0.name == partition }
+    }
+
+    /// Reads and checks `file`. Relative paths in it are taken from the file's folder.
+    public static func load(_ file: String) throws -> HostConfiguration {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ResidencyError.configuration(file: file, key: "(file)", reason: "cannot be read")
+        }
+        let root: Any
+        do {
+            root = try JSONSerialization.jsonObject(with: data, options: [])
+        } catch {
+            throw ResidencyError.configuration(
+                file: file, key: "(file)", reason: "is not valid JSON (\(error.localizedDescription))")
+        }
+        return try parse(root, file: file)
+    }
+
+    static func parse(_ root: Any, file: String) throws -> HostConfiguration {
+        let base = (file as NSString).deletingLastPathComponent
+        func resolve(_ path: String) -> String {
+            path.hasPrefix("/") || base.isEmpty ? path : (base as NSString).appendingPathComponent(path)
+        }
+        var reader = Reader(file: file)
+        let top = try reader.object(root, at: "")
+        try reader.allowOnly(
+            top, at: "",
+            [
+                "version", "host", "region", "data_directory", "tls_directory", "listen", "metrics_listen", "hosts",
+                "partitions", "retention",
+            ])
+        let version = try reader.integer(top, "version", at: "")
+        guard version == UInt64(Self.version) else {
+            throw reader.bad("version", "is \(version); this pdb reads version \(Self.version)")
+        }
+        let host = try reader.name(top, "host", at: "")
+        let region = try reader.region(top, "region", at: "")
+        let listen = try reader.address(top, "listen", at: "")
+        let metrics = try top["metrics_listen"].map { _ in try reader.address(top, "metrics_listen", at: "") }
+        var hosts: [String: Peer] = [:]
+        let hostsObject = try reader.object(try reader.required(top, "hosts", at: ""), at: "hosts")
+        for (id, value) in hostsObject {
+            let at = "hosts.\(id)"
+            guard PeerIdentity.isValidName(id) else { throw reader.bad(at, "is not a valid host id (a-z, 0-9, - _ .)") }
+            let entry = try reader.object(value, at: at)
+            try reader.allowOnly(entry, at: at, ["region", "address"])
+            let peerRegion = try reader.region(entry, "region", at: at)
+            guard !peerRegion.isGlobal else {
+                throw reader.bad("\(at).region", "is global; a host belongs to a region")
+            }
+            hosts[id] = Peer(region: peerRegion, address: try reader.address(entry, "address", at: at))
+        }
+        guard let me = hosts[host] else { throw reader.bad("hosts", "does not list this host, \(host)") }
+        guard me.region == region else {
+            throw reader.bad("hosts.\(host).region", "is \(me.region) but region is \(region)")
+        }
+        var placements: [PartitionPlacement] = []
+        let partitionsObject = try reader.object(try reader.required(top, "partitions", at: ""), at: "partitions")
+        for name in partitionsObject.keys.sorted() {
+            let at = "partitions.\(name)"
+            let entry = try reader.object(partitionsObject[name]!, at: at)
+            try reader.allowOnly(entry, at: at, ["primary", "replicas"])
+            let primary = try reader.name(entry, "primary", at: at)
+            guard let replicaValues = try reader.required(entry, "replicas", at: at) as? [Any] else {
+                throw reader.bad("\(at).replicas", "must be an array of host ids")
+            }
+            var replicas: [String] = []
+            for (i, value) in replicaValues.enumerated() {
+                guard let id = value as? String, hosts[id] != nil else {
+                    throw reader.bad("\(at).replicas[\(i)]", "must name a host listed under hosts")
+                }
+                guard id != primary, !replicas.contains(id) else {
+                    throw reader.bad("\(at).replicas[\(i)]", "repeats \(id); a host holds one copy of a partition")
+                }
+                replicas.append(id)
+            }
+            guard hosts[primary] != nil else {
+                throw reader.bad("\(at).primary", "must name a host listed under hosts")
+            }
+            guard primary == host || replicas.contains(host) else {
+                throw reader.bad(at, "does not place a copy on this host, \(host); list only the partitions it holds")
+            }
+            if name != Database.globalPartitionName {
+                // Borders: a regional partition lives only on hosts of its region.
+                for id in [primary] + replicas where hosts[id]!.region != region {
+                    throw reader.bad(
+                        at,
+                        "places the partition on \(id) of region \(hosts[id]!.region); a partition of region \(region) stays on hosts of region \(region)"
+                    )
+                }
+            }
+            placements.append(PartitionPlacement(name: name, primary: primary, replicas: replicas))
+        }
+        guard placements.contains(where: { $0.name == Database.globalPartitionName }) else {
+            throw reader.bad("partitions", "has no global; every host holds the directory")
+        }
+        var retention = Retention()
+        if let value = top["retention"] {
+            let entry = try reader.object(value, at: "retention")
+            try reader.allowOnly(entry, at: "retention", ["max_bytes", "max_age_seconds"])
+            if entry["max_bytes"] != nil {
+                retention.maxBytes = try reader.integer(entry, "max_bytes", at: "retention")
+            }
+            if entry["max_age_seconds"] != nil {
+                retention.maxAgeSeconds = try reader.integer(entry, "max_age_seconds", at: "retention")
+            }
+        }
+        return HostConfiguration(
+            file: file, host: host, region: region,
+            dataDirectory: resolve(try reader.string(top, "data_directory", at: "")),
+            tlsDirectory: resolve(try reader.string(top, "tls_directory", at: "")), listen: listen,
+            metricsListen: metrics, hosts: hosts, partitions: placements, retention: retention)
+    }
+
+    /// The file's JSON form (what `pdb cluster init` writes); `load` of it gives this value back
+    /// with paths as written.
+    public func json(dataDirectory data: String, tlsDirectory tls: String) -> String {
+        var root: [String: Any] = [
+            "version": Self.version, "host": host, "region": region.name, "data_directory": data,
+            "tls_directory": tls, "listen": listen.description,
+            "hosts": hosts.mapValues { ["region": $0.region.name, "address": $0.address.description] },
+            "partitions": Dictionary(
+                uniqueKeysWithValues: partitions.map { ($0.name, ["primary": $0.primary, "replicas": $0.replicas]) }),
+            "retention": ["max_bytes": retention.maxBytes, "max_age_seconds": retention.maxAgeSeconds],
+        ]
+        if let metricsListen { root["metrics_listen"] = metricsListen.description }
+        let data = try! JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    /// Reads typed values out of the parsed JSON, naming the key of every failure.
+    private struct Reader {
+        let file: String
+
+        func bad(_ key: String, _ reason: String) -> ResidencyError {
+            .configuration(file: file, key: key.isEmpty ? "(top level)" : key, reason: reason)
+        }
+
+        func path(_ at: String, _ key: String) -> String { at.isEmpty ? key : "\(at).\(key)" }
+
+        func object(_ value: Any, at: String) throws -> [String: Any] {
+            guard let object = value as? [String: Any] else { throw bad(at, "must be a JSON object") }
+            return object
+        }
+
+        func allowOnly(_ object: [String: Any], at: String, _ keys: Set<String>) throws {
+            if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
+                throw bad(path(at, unknown), "is not a known key (known: \(keys.sorted().joined(separator: ", ")))")
+            }
+        }
+
+        func required(_ object: [String: Any], _ key: String, at: String) throws -> Any {
+            guard let value = object[key] else { throw bad(path(at, key), "is missing") }
+            return value
+        }
+
+        func string(_ object: [String: Any], _ key: String, at: String) throws -> String {
+            guard let value = try required(object, key, at: at) as? String, !value.isEmpty else {
+                throw bad(path(at, key), "must be a non-empty string")
+            }
+            return value
+        }
+
+        func integer(_ object: [String: Any], _ key: String, at: String) throws -> UInt64 {
+            let value = try required(object, key, at: at)
+            // JSONSerialization gives booleans as NSNumber too: refuse them by their type.
+            guard let number = value as? NSNumber, String(cString: number.objCType) != "c",
+                let integer = UInt64(exactly: number.doubleValue)
+            else { throw bad(path(at, key), "must be a non-negative integer") }
+            return integer
+        }
+
+        func name(_ object: [String: Any], _ key: String, at: String) throws -> String {
+            let value = try string(object, key, at: at)
+            guard PeerIdentity.isValidName(value) else { throw bad(path(at, key), "is not a valid host id") }
+            return value
+        }
+
+        func region(_ object: [String: Any], _ key: String, at: String) throws -> Region {
+            let value = try string(object, key, at: at)
+            guard let region = try? Region(value), !region.isGlobal else {
+                throw bad(path(at, key), "is not a region name (1 to 31 of a-z, 0-9, -; not global)")
+            }
+            return region
+        }
+
+        func address(_ object: [String: Any], _ key: String, at: String) throws -> HostAddress {
+            let value = try string(object, key, at: at)
+            guard let address = HostAddress(value) else {
+                throw bad(path(at, key), "must be HOST:PORT, e.g. 127.0.0.1:7100")
+            }
+            return address
+        }
+    }
+}
+
+/// A `HOST:PORT` a host listens on or is reached at.
+public struct HostAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        let host = String(text[..<colon])
+        guard !host.isEmpty, host.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") }),
+            let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
+        else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { "\(host):\(port)" }
+}

@@ -1,0 +1,262 @@
+import CPartitionSupport
+
+/// One frame of the protocol between hosts and from `pdb` to a host (spec/replication.md#frames):
+/// the sender's epoch and one message. Every frame is checksummed; a frame is either taken whole
+/// or refused whole.
+public struct Frame: Equatable, Sendable {
+    /// The sender's epoch for the partition the stream is about (1 until promotion exists); on
+    /// operator connections, 1.
+    public var epoch: UInt64
+    public var message: Message
+
+    public init(epoch: UInt64, _ message: Message) {
+        self.epoch = epoch
+        self.message = message
+    }
+
+    /// The most bytes of a frame after its length field.
+    public static let maxLength = 64 << 20
+    /// Length field, type, epoch, checksum.
+    static let overhead = 4 + 1 + 8 + 4
+
+    /// The frame's bytes: length (u32), type (u8), epoch (u64), payload, CRC-32C (u32) of type,
+    /// epoch and payload. All integers big-endian.
+    public func encoded() -> [UInt8] {
+        var payload = ByteWriter()
+        message.encodePayload(into: &payload)
+        var frame = ByteWriter()
+        frame.bytes.reserveCapacity(payload.bytes.count + Frame.overhead)
+        frame.u32(UInt32(1 + 8 + payload.bytes.count + 4))
+        frame.u8(message.type.rawValue)
+        frame.u64(epoch)
+        frame.bytes.append(contentsOf: payload.bytes)
+        let crc = frame.bytes.withUnsafeBytes { pdb_crc32c(0, $0.baseAddress! + 4, $0.count - 4) }
+        frame.u32(crc)
+        precondition(frame.bytes.count - 4 <= Frame.maxLength, "a frame larger than the protocol allows")
+        return frame.bytes
+    }
+
+    /// Decodes one whole frame (`bytes` from its length field to its checksum).
+    public static func decode(_ bytes: [UInt8]) throws -> Frame {
+        var reader = ByteReader(bytes)
+        let length = Int(try reader.u32())
+        guard length >= Frame.overhead - 4, length <= Frame.maxLength, bytes.count == 4 + length else {
+            throw ResidencyError.malformedMessage(reason: "frame length \(length) is out of bounds")
+        }
+        let stored =
+            UInt32(bytes[bytes.count - 4]) << 24 | UInt32(bytes[bytes.count - 3]) << 16
+            | UInt32(bytes[bytes.count - 2]) << 8 | UInt32(bytes[bytes.count - 1])
+        let computed = bytes.withUnsafeBytes { pdb_crc32c(0, $0.baseAddress! + 4, $0.count - 8) }
+        guard stored == computed else { throw ResidencyError.malformedMessage(reason: "frame checksum mismatch") }
+        guard let type = MessageType(rawValue: try reader.u8()) else {
+            throw ResidencyError.malformedMessage(reason: "unknown message type \(bytes[4])")
+        }
+        let epoch = try reader.u64()
+        guard epoch >= 1 else { throw ResidencyError.malformedMessage(reason: "epoch 0 (epochs start at 1)") }
+        var payload = ByteReader(bytes, from: reader.offset, to: bytes.count - 4)
+        let message = try Message.decodePayload(type, &payload)
+        try payload.finish()
+        return Frame(epoch: epoch, message)
+    }
+}
+
+/// The message types and their numbers on the wire (spec/replication.md#messages).
+public enum MessageType: UInt8, CaseIterable, Sendable {
+    case hello = 1
+    case streamStart = 2
+    case snapshotBegin = 3
+    case snapshotChunk = 4
+    case snapshotEnd = 5
+    case batch = 6
+    case acknowledgement = 7
+    case refusal = 8
+    case request = 9
+    case output = 10
+    case exit = 11
+    case heartbeat = 12
+}
+
+public enum Message: Equatable, Sendable {
+    /// Replica to primary, first on a replication connection: the partition it wants and where
+    /// its copy stands (no file id: it has no copy).
+    case hello(protocolVersion: UInt16, partition: String, fileID: [UInt8], durableLSN: UInt64)
+    /// Primary to replica: the replica's position is retained; batches follow from `after + 1`.
+    case streamStart(fileID: [UInt8], region: String, after: UInt64)
+    /// Primary to replica: a snapshot of `bytes` bytes (a backup file) at `lsn` follows in chunks.
+    case snapshotBegin(fileID: [UInt8], region: String, lsn: UInt64, bytes: UInt64)
+    case snapshotChunk([UInt8])
+    /// The SHA-256 of the whole snapshot; the replica installs it only when it matches.
+    case snapshotEnd(sha256: [UInt8])
+    /// Consecutive commits from `firstLSN`, their change sets zstd-compressed (`ChangeBatch`).
+    case batch(fileID: [UInt8], firstLSN: UInt64, count: UInt32, uncompressedLength: UInt32, compressed: [UInt8])
+    /// Replica to primary: every commit up to `durableLSN` is durable on the replica.
+    case acknowledgement(durableLSN: UInt64)
+    /// Either side, last before it closes: why the other side's request is refused.
+    case refusal(code: String, message: String)
+    /// Operator to host: a `pdb` command line (without the address and TLS options) and its input.
+    case request(arguments: [String], input: [UInt8])
+    /// Host to operator: bytes the command wrote to stdout (1) or stderr (2).
+    case output(stream: UInt8, bytes: [UInt8])
+    /// Host to operator, last: the command's exit status.
+    case exit(status: UInt32)
+    /// Primary to replica while idle: its newest LSN and its clock, for lag figures.
+    case heartbeat(lastLSN: UInt64, sentMilliseconds: UInt64)
+
+    public static let protocolVersion: UInt16 = 1
+    /// The most arguments of a request, and the most bytes of a request's input.
+    public static let maxArguments = 4096
+    public static let maxInput = Frame.maxLength - 1 << 20
+
+    public var type: MessageType {
+        switch self {
+        case .hello: return .hello
+        case .streamStart: return .streamStart
+        case .snapshotBegin: return .snapshotBegin
+        case .snapshotChunk: return .snapshotChunk
+        case .snapshotEnd: return .snapshotEnd
+        case .batch: return .batch
+        case .acknowledgement: return .acknowledgement
+        case .refusal: return .refusal
+        case .request: return .request
+        case .output: return .output
+        case .exit: return .exit
+        case .heartbeat: return .heartbeat
+        }
+    }
+
+    func encodePayload(into writer: inout ByteWriter) {
+        switch self {
+        case .hello(let version, let partition, let fileID, let lsn):
+            writer.u16(version)
+            writer.short(Array(partition.utf8))
+            writer.short(fileID)
+            writer.u64(lsn)
+        case .streamStart(let fileID, let region, let after):
+            writer.short(fileID)
+            writer.short(Array(region.utf8))
+            writer.u64(after)
+        case .snapshotBegin(let fileID, let region, let lsn, let bytes):
+            writer.short(fileID)
+            writer.short(Array(region.utf8))
+            writer.u64(lsn)
+            writer.u64(bytes)
+        case .snapshotChunk(let bytes):
+            writer.bytes.append(contentsOf: bytes)
+        case .snapshotEnd(let digest):
+            writer.bytes.append(contentsOf: digest)
+        case .batch(let fileID, let first, let count, let length, let compressed):
+            writer.short(fileID)
+            writer.u64(first)
+            writer.u32(count)
+            writer.u32(length)
+            writer.bytes.append(contentsOf: compressed)
+        case .acknowledgement(let lsn):
+            writer.u64(lsn)
+        case .refusal(let code, let message):
+            writer.short(Array(code.utf8.prefix(255)))
+            writer.long(Array(message.utf8.prefix(65_536)))
+        case .request(let arguments, let input):
+            writer.u32(UInt32(arguments.count))
+            for argument in arguments { writer.long(Array(argument.utf8)) }
+            writer.long(input)
+        case .output(let stream, let bytes):
+            writer.u8(stream)
+            writer.bytes.append(contentsOf: bytes)
+        case .exit(let status):
+            writer.u32(status)
+        case .heartbeat(let lsn, let milliseconds):
+            writer.u64(lsn)
+            writer.u64(milliseconds)
+        }
+    }
+
+    static func decodePayload(_ type: MessageType, _ reader: inout ByteReader) throws -> Message {
+        switch type {
+        case .hello:
+            let version = try reader.u16()
+            return .hello(
+                protocolVersion: version, partition: try reader.text(), fileID: try reader.short(),
+                durableLSN: try reader.u64())
+        case .streamStart:
+            return .streamStart(fileID: try reader.short(), region: try reader.text(), after: try reader.u64())
+        case .snapshotBegin:
+            return .snapshotBegin(
+                fileID: try reader.short(), region: try reader.text(), lsn: try reader.u64(), bytes: try reader.u64())
+        case .snapshotChunk:
+            return .snapshotChunk(try reader.take(reader.remaining))
+        case .snapshotEnd:
+            guard reader.remaining == 32 else {
+                throw ResidencyError.malformedMessage(reason: "a snapshot's SHA-256 is not 32 bytes")
+            }
+            return .snapshotEnd(sha256: try reader.take(32))
+        case .batch:
+            let fileID = try reader.short()
+            let first = try reader.u64()
+            let count = try reader.u32()
+            let length = try reader.u32()
+            guard count >= 1, first >= 1, first &+ UInt64(count) > first, Int(length) <= Frame.maxLength else {
+                throw ResidencyError.malformedMessage(
+                    reason: "a batch of \(count) commits from LSN \(first) is out of bounds")
+            }
+            return .batch(
+                fileID: fileID, firstLSN: first, count: count, uncompressedLength: length,
+                compressed: try reader.take(reader.remaining))
+        case .acknowledgement:
+            return .acknowledgement(durableLSN: try reader.u64())
+        case .refusal:
+            let code = String(decoding: try reader.short(), as: UTF8.self)
+            return .refusal(code: code, message: String(decoding: try reader.long(), as: UTF8.self))
+        case .request:
+            let count = Int(try reader.u32())
+            guard count <= maxArguments else {
+                throw ResidencyError.malformedMessage(reason: "a request with \(count) arguments")
+            }
+            var arguments: [String] = []
+            for _ in 0..<count {
+                guard let argument = String(validating: try reader.long(), as: UTF8.self) else {
+                    throw ResidencyError.malformedMessage(reason: "a request argument is not UTF-8")
+                }
+                arguments.append(argument)
+            }
+            return .request(arguments: arguments, input: try reader.long())
+        case .output:
+            let stream = try reader.u8()
+            guard stream == 1 || stream == 2 else {
+                throw ResidencyError.malformedMessage(reason: "output stream \(stream)")
+            }
+            return .output(stream: stream, bytes: try reader.take(reader.remaining))
+        case .exit:
+            return .exit(status: try reader.u32())
+        case .heartbeat:
+            return .heartbeat(lastLSN: try reader.u64(), sentMilliseconds: try reader.u64())
+        }
+    }
+}
+
+/// Splits a byte stream into frames as bytes arrive. A frame's length is checked before its
+/// bytes are buffered, so a hostile length cannot make the receiver allocate more than
+/// `Frame.maxLength`.
+public struct FrameDecoder: Sendable {
+    private var buffer: [UInt8] = []
+
+    public init() {}
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) { buffer.append(contentsOf: bytes) }
+
+    /// The next whole frame, nil when more bytes are needed; throws on a malformed frame (the
+    /// stream is then unusable: close it).
+    public mutating func next() throws -> Frame? {
+        guard buffer.count >= 4 else { return nil }
+        let length = Int(buffer[0]) << 24 | Int(buffer[1]) << 16 | Int(buffer[2]) << 8 | Int(buffer[3])
+        guard length >= Frame.overhead - 4, length <= Frame.maxLength else {
+            throw ResidencyError.malformedMessage(reason: "frame length \(length) is out of bounds")
+        }
+        guard buffer.count >= 4 + length else { return nil }
+        let frame = Array(buffer[0..<4 + length])
+        buffer.removeFirst(4 + length)
+        return try Frame.decode(frame)
+    }
+
+    /// Bytes received that are not a whole frame yet.
+    public var bufferedBytes: Int { buffer.count }
+}

@@ -44,7 +44,10 @@ let hostTargets: [Target] = [
         ]
     ),
     .testTarget(name: "ResidencyTests", dependencies: ["Residency", "PartitionDB"]),
-    .testTarget(name: "EndToEndTests", dependencies: ["PartitionDB", "Residency"]),
+    .testTarget(
+        name: "EndToEndTests",
+        dependencies: ["PartitionDB", "Residency", .product(name: "NIOPosix", package: "swift-nio")]
+    ),
 ]
 
 let package = Package(

@@ -7,7 +7,8 @@
 #   Fuzz/run.sh seeds                    regenerate the partition and log seeds in Fuzz/corpus
 #   Fuzz/run.sh repro TARGET FILE...     run a target once on the given inputs (a crash reproducer)
 #
-# Targets: partition (a partition file), log (a write-ahead log), apply (`pdb apply` input).
+# Targets: partition (a partition file), log (a write-ahead log), apply (`pdb apply` input),
+# protocol (frames from a peer, spec/replication.md).
 # New corpus entries go to Fuzz/out/TARGET/corpus and crashes to Fuzz/out/TARGET/ (crash-*,
 # timeout-*, oom-*); Fuzz/out is git-ignored. A crash that is fixed is added to
 # Fuzz/corpus/TARGET/ as a regression input.
@@ -24,7 +25,7 @@ root=$(pwd)
 build=${FUZZ_BUILD:-.build-fuzz}
 modules=$build/modules
 swiftc=${SWIFTC:-swiftc}
-all_targets=(partition log apply)
+all_targets=(partition log apply protocol)
 mkdir -p "$modules"
 
 # Swift files under a folder (some folder names have spaces), one per line.
@@ -140,6 +141,8 @@ build_all() {
         "$build/PartitionDB.o"
     link "$build/fuzz-log" 6 -module-name FuzzLog Fuzz/Targets/LogFuzz.swift Fuzz/Support/LogBase.swift \
         Fuzz/Support/Seeds.swift "${support[@]}" "$build/PartitionDB.o"
+    link "$build/fuzz-protocol" 6 -module-name FuzzProtocol Fuzz/Targets/ProtocolFuzz.swift \
+        "$build/PartitionDB.o" "$build/Residency.o"
     # `pdb` without PDB.swift: its @main would clash with libFuzzer's main. Swift 5 mode, because
     # the target reopens the C global `stdin`, which Swift 6 refuses to touch.
     mapfile -t pdb < <(sources Sources/pdb | grep -v -e '/PDB.swift$' -e '/Host/')
@@ -153,6 +156,7 @@ options_for() {
         partition) echo "-max_len=131072" ;;
         log) echo "-max_len=131072" ;;
         apply) echo "-max_len=20000 -dict=Fuzz/apply.dict" ;;
+        protocol) echo "-max_len=65536" ;;
     esac
 }
 

@@ -14,7 +14,8 @@ struct PDB: ParsableCommand {
             """,
         subcommands: [
             Init.self, CreatePartition.self, Info.self, Check.self, Home.self, Get.self, Put.self, Del.self,
-            Scan.self, Apply.self, Compact.self, Backup.self, Restore.self, Checksum.self,
+            Scan.self, Apply.self, Compact.self, Backup.self, Restore.self, Checksum.self, Serve.self,
+            Replication.self, Cluster.self, Cert.self,
         ]
     )
 
@@ -31,6 +32,12 @@ struct PDB: ParsableCommand {
         do {
             try RawArguments.checkUTF8()
             var command = try parseAsRoot(arguments)
+            // pdb://HOST:PORT: the command runs on that host (spec/cli.md#running-hosts).
+            if let remote = command as? any HostCommand, remote.location.remoteAddress != nil {
+                try? Output.shared.flush()
+                Foundation.exit(
+                    try RemoteClient.run(arguments: arguments, location: remote.location, readsInput: remote is Apply))
+            }
             try command.run()
         } catch {
             let code = exitCode(for: error)

@@ -98,9 +98,23 @@ struct LineReader {
         }
     }
 
+    /// The input of a command run on a host for an operator (it came with the request), read
+    /// instead of stdin.
+    @TaskLocal static var providedInput: ProvidedInput?
+
     /// Reads the next chunk; false at the end of input.
     private mutating func fill() throws -> Bool {
         guard !endOfInput else { return false }
+        if let provided = LineReader.providedInput {
+            let n = provided.read(into: &chunk)
+            if n == 0 {
+                endOfInput = true
+                return false
+            }
+            start = 0
+            end = n
+            return true
+        }
         while true {
             let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
@@ -117,5 +131,21 @@ struct LineReader {
             end = n
             return true
         }
+    }
+}
+
+/// Bytes standing in for stdin (`LineReader.providedInput`).
+final class ProvidedInput: @unchecked Sendable {
+    private let bytes: [UInt8]
+    private var offset = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Copies the next bytes into `chunk`; 0 at the end.
+    func read(into chunk: inout [UInt8]) -> Int {
+        let n = min(chunk.count, bytes.count - offset)
+        chunk.replaceSubrange(0..<n, with: bytes[offset..<offset + n])
+        offset += n
+        return n
     }
 }

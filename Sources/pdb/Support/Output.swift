@@ -14,8 +14,28 @@ import Foundation
 /// the first output it could not deliver, rather than going on as if it had been read
 /// (spec/cli.md#errors-and-exit-codes). SIGPIPE is ignored by `PDB.main`, so a closed pipe
 /// reaches this code as EPIPE instead of killing the process silently.
+///
+/// On a running host (`pdb serve`) a command's output is captured instead (`capturing`), and sent
+/// back to the operator's `pdb`, which prints it: the same bytes as the command would print here.
 final class Output: @unchecked Sendable {
-    static let shared = Output()
+    /// The process's stdout and stderr.
+    static let standard = Output(capturing: false)
+    /// The output of the command running on this thread: captured on a host, else standard.
+    static var shared: Output { capturing ?? standard }
+    @TaskLocal static var capturing: Output?
+
+    /// Whether this output is kept in memory (`capturedStdout`, `capturedStderr`).
+    let isCapture: Bool
+    private var stdoutBytes: [UInt8] = []
+    private var stderrBytes: [UInt8] = []
+
+    init(capturing: Bool) { isCapture = capturing }
+
+    /// What a capture holds, stdout flushed.
+    var captured: (stdout: [UInt8], stderr: [UInt8]) {
+        try? flush()
+        return lock.withLock { (stdoutBytes, stderrBytes) }
+    }
 
     /// Protects `buffer` and `failure`.
     private let lock = NSLock()
@@ -55,6 +75,10 @@ final class Output: @unchecked Sendable {
             if let failure { throw failure }
             let data = buffer
             buffer = []
+            if isCapture {
+                stdoutBytes += data
+                return
+            }
             var written = 0
             while written < data.count {
                 let n = data.withUnsafeBytes { write(1, $0.baseAddress! + written, $0.count - written) }
@@ -77,6 +101,10 @@ final class Output: @unchecked Sendable {
     func note(_ text: String) {
         try? flush()
         let bytes = Array((text + "\n").utf8)
+        if isCapture {
+            lock.withLock { stderrBytes += bytes }
+            return
+        }
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { write(2, $0.baseAddress! + written, $0.count - written) }

@@ -1,0 +1,54 @@
+import CPartitionSupport
+import PartitionDB
+
+@testable import Residency
+
+/// Fuzz target `protocol`: the input is a byte stream from a peer (spec/replication.md#frames).
+/// It is fed to `FrameDecoder` in pieces whose sizes the input's first byte picks; every batch
+/// decoded is unpacked into change sets. The same input runs a second time as one frame with its
+/// length and checksum made right, so that mutations reach the payload decoders. A
+/// `ResidencyError` is a correct answer; a crash, a hang or another error type is a bug.
+/// Method: spec/testing.md#fuzzing
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    decodeStream(bytes)
+    if bytes.count >= 9 {
+        // type, epoch and payload from the input; length and CRC-32C made valid.
+        let body = Array(bytes.prefix(Frame.maxLength - 4))
+        var frame = withUnsafeBytes(of: UInt32(body.count + 4).bigEndian) { Array($0) } + body
+        let crc = body.withUnsafeBytes { pdb_crc32c(0, $0.baseAddress!, $0.count) }
+        frame += withUnsafeBytes(of: crc.bigEndian) { Array($0) }
+        decodeStream(frame)
+    }
+    return 0
+}
+
+func decodeStream(_ bytes: [UInt8]) {
+    var decoder = FrameDecoder()
+    let piece = max(1, Int(bytes.first ?? 1) % 64)
+    var offset = 0
+    do {
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + piece)
+            decoder.append(bytes[offset..<end])
+            offset = end
+            while let frame = try decoder.next() {
+                // A decoded frame encodes back to the bytes it came from.
+                let again = try Frame.decode(frame.encoded())
+                precondition(again == frame, "a frame that does not round-trip")
+                if case .batch(let fileID, let first, let count, let length, let compressed) = frame.message {
+                    let changes = try ChangeBatch.changes(
+                        fileID: fileID, firstLSN: first, count: count, uncompressedLength: length,
+                        compressed: compressed)
+                    precondition(changes.count == Int(count), "a batch with another number of commits")
+                }
+            }
+        }
+    } catch is ResidencyError {
+        return
+    } catch {
+        fatalError("an error that is not a ResidencyError: \(error)")
+    }
+}

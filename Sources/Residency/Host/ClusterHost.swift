@@ -1,0 +1,231 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PartitionDB
+import Synchronization
+
+/// Runs a `pdb` command line sent by an operator, against this host's open database. `pdb`
+/// implements it (the host knows nothing of the command line).
+public protocol CommandRunning: Sendable {
+    func run(arguments: [String], input: [UInt8], host: ClusterHost) async -> CommandResult
+}
+
+public struct CommandResult: Sendable {
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    public var status: UInt32
+
+    public init(stdout: [UInt8], stderr: [UInt8], status: UInt32) {
+        self.stdout = stdout
+        self.stderr = stderr
+        self.status = status
+    }
+}
+
+/// One running host of a cluster (`pdb serve`, spec/replication.md): it listens for mutual-TLS
+/// connections of replicas and operators, ships the commits of the partitions it is primary of,
+/// and replicates the partitions it holds copies of from their primaries.
+public final class ClusterHost: Sendable {
+    public let configuration: HostConfiguration
+    public let database: Database
+    let tls: TLSFiles
+    let logger: Logger
+    let commands: any CommandRunning
+    let group: MultiThreadedEventLoopGroup
+    /// Engine work (commits, fsyncs, snapshots) runs here, never on an event loop.
+    let pool: NIOThreadPool
+    /// The epoch of every partition of this host (promotion, a later issue, raises it).
+    let epoch: UInt64 = 1
+    /// The shipped log of each partition this host is primary of.
+    let shipped: [String: ShippedLog]
+    let replicaFigures: [String: [String: ReplicaFigures]]
+    let replicaStates: [String: Locked<ReplicaState>]
+    let refusals = Atomic<UInt64>(0)
+    private let server = Mutex<(any Channel)?>(nil)
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let stopping = Atomic<Bool>(false)
+
+    struct ReplicaState {
+        var state = "connecting"
+        var lastError: String?
+    }
+
+    /// Opens nothing itself: `database` is the host's open database. Checks that the identity in
+    /// the TLS folder is this host's, and creates the partitions this host is primary of that do
+    /// not exist yet.
+    public init(configuration: HostConfiguration, database: Database, commands: any CommandRunning, logger: Logger)
+        throws
+    {
+        self.configuration = configuration
+        self.database = database
+        self.commands = commands
+        self.logger = logger
+        tls = try TLSFiles(directory: configuration.tlsDirectory)
+        guard tls.identity == configuration.identity else {
+            throw ResidencyError.configuration(
+                file: configuration.file, key: "tls_directory",
+                reason: "holds the certificate of \(tls.identity), but this host is \(configuration.identity)")
+        }
+        guard database.region == configuration.region else {
+            throw ResidencyError.configuration(
+                file: configuration.file, key: "data_directory",
+                reason: "is a database of region \(database.region), but this host is of region \(configuration.region)"
+            )
+        }
+        var shipped: [String: ShippedLog] = [:]
+        var figures: [String: [String: ReplicaFigures]] = [:]
+        var states: [String: Locked<ReplicaState>] = [:]
+        for placement in configuration.partitions {
+            if placement.primary == configuration.host {
+                let partition: Partition
+                do {
+                    let existing = try database.partitionNames()
+                    partition =
+                        existing.contains(placement.name)
+                        ? try database.partition(placement.name) : try database.createPartition(placement.name)
+                } catch let error as PartitionDBError {
+                    throw ResidencyError.engine(error)
+                }
+                let log = ShippedLog(
+                    fileID: partition.fileID, lastLSN: partition.lastLSN, retention: configuration.retention)
+                partition.setCommitObserver { log.append($0) }
+                shipped[placement.name] = log
+                figures[placement.name] = Dictionary(
+                    uniqueKeysWithValues: placement.replicas.map { ($0, ReplicaFigures(host: $0)) })
+            } else {
+                states[placement.name] = Locked(ReplicaState())
+            }
+        }
+        self.shipped = shipped
+        self.replicaFigures = figures
+        self.replicaStates = states
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+    }
+
+    /// The primary's host id of a partition this host replicates; nil when it is the primary.
+    public func primary(ofReplica partition: String) -> String? {
+        guard let placement = configuration.placement(of: partition), placement.primary != configuration.host else {
+            return nil
+        }
+        return placement.primary
+    }
+
+    /// Listens, replicates and serves until `stop()`. `onListening` gets the bound address.
+    public func run(onListening: @Sendable (HostAddress) -> Void = { _ in }) async throws {
+        let tls = self.tls
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: configuration.listen.host, port: configuration.listen.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try FrameTransport.configure(channel, tls: NIOSSLServerHandler(context: tls.serverContext))
+                }
+            }
+        server.withLock { $0 = channel.channel }
+        let port = channel.channel.localAddress?.port ?? configuration.listen.port
+        logger.info("listening", metadata: ["address": "\(configuration.listen.host):\(port)"])
+        onListening(HostAddress(host: configuration.listen.host, port: port))
+        await withDiscardingTaskGroup { tasks in
+            tasks.addTask { await self.heartbeats() }
+            for placement in configuration.partitions where placement.primary != configuration.host {
+                tasks.addTask { await self.replicate(placement) }
+            }
+            do {
+                try await channel.executeThenClose { inbound in
+                    for try await (connection, handshake) in inbound {
+                        tasks.addTask { await self.serve(connection, handshake: handshake) }
+                    }
+                }
+            } catch {
+                if !stopping.load(ordering: .relaxed) {
+                    logger.error("listener failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        logger.info("stopped")
+    }
+
+    /// Stops listening, closes every connection and ends `run()`. Commits in flight finish (they
+    /// run on the thread pool, whose work `shutdown()` waits for).
+    public func stop() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        logger.info("stopping")
+        server.withLock { $0?.close(promise: nil) }
+        for channel in connections.withLock({ Array($0.values) }) { channel.close(promise: nil) }
+        for log in shipped.values { log.wakeAll() }
+    }
+
+    /// Waits for engine work in flight and releases the threads; call after `run()` returned.
+    public func shutdown() async {
+        try? await pool.shutdownGracefully()
+        try? await group.shutdownGracefully()
+    }
+
+    func track(_ channel: any Channel) {
+        connections.withLock { $0[ObjectIdentifier(channel)] = channel }
+        if stopping.load(ordering: .relaxed) { channel.close(promise: nil) }
+    }
+
+    func untrack(_ channel: any Channel) {
+        _ = connections.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// Wakes idle streams once a second so they send a heartbeat.
+    private func heartbeats() async {
+        while !stopping.load(ordering: .relaxed) {
+            try? await Task.sleep(for: .milliseconds(250))
+            for log in shipped.values { log.wakeAll() }
+        }
+    }
+
+    public func status() -> ReplicationStatus {
+        var partitions: [ReplicationStatus.Partition] = []
+        for placement in configuration.partitions {
+            let partition = try? database.partition(placement.name)
+            let lastLSN = partition?.lastLSN.rawValue ?? 0
+            if let log = shipped[placement.name] {
+                let figures = log.figures
+                let replicas = placement.replicas.map { id -> ReplicationStatus.Replica in
+                    let values = replicaFigures[placement.name]?[id]?.values.withLock { $0 } ?? .init()
+                    let lag = log.lag(after: values.durableLSN)
+                    return ReplicationStatus.Replica(
+                        host: id, state: values.state, durableLSN: values.durableLSN,
+                        lagCommits: figures.newest > values.durableLSN ? figures.newest - values.durableLSN : 0,
+                        lagBytes: UInt64(lag.bytes), lagMilliseconds: UInt64(lag.milliseconds),
+                        bytesShipped: values.bytesShipped,
+                        compressionRatioPercent: values.bytesShipped == 0
+                            ? 0 : values.pageBytesShipped * 100 / values.bytesShipped,
+                        snapshotsSent: values.snapshotsSent, lastError: values.lastError)
+                }
+                partitions.append(
+                    .init(
+                        name: placement.name, role: "primary", epoch: epoch, lastLSN: lastLSN, primary: nil, state: nil,
+                        retainedBytes: UInt64(figures.retainedBytes), oldestRetainedLSN: figures.oldestRetained,
+                        replicas: replicas, lastError: nil))
+            } else {
+                let state = replicaStates[placement.name]?.withLock { $0 } ?? ReplicaState()
+                partitions.append(
+                    .init(
+                        name: placement.name, role: "replica", epoch: epoch, lastLSN: lastLSN,
+                        primary: placement.primary, state: state.state, retainedBytes: nil, oldestRetainedLSN: nil,
+                        replicas: nil, lastError: state.lastError))
+            }
+        }
+        return ReplicationStatus(
+            host: configuration.host, region: configuration.region.name, partitions: partitions,
+            refusals: refusals.load(ordering: .relaxed))
+    }
+}
+
+/// A value behind a mutex, in a class so that it can sit in a dictionary.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<T: Sendable>(_ body: (inout Value) throws -> T) rethrows -> T { try mutex.withLock { try body(&$0) } }
+}

@@ -1,0 +1,207 @@
+import Crypto
+import Foundation
+import NIOCore
+import PartitionDB
+
+/// The replica side (spec/replication.md#the-replica): for each partition this host holds a copy
+/// of, connect to its primary, say where the copy stands, then install a snapshot or apply the
+/// stream, commit by commit, acknowledging what is durable. Every message is checked before a
+/// byte of it is written: its epoch, its file id, its LSNs, its region.
+extension ClusterHost {
+    /// The incoming snapshot of a partition, in the data directory; a leftover of a replica
+    /// killed mid-snapshot is removed before the next one starts.
+    func incomingSnapshotPath(_ partition: String) -> String {
+        (database.path as NSString).appendingPathComponent("\(partition).snapshot-incoming")
+    }
+
+    func replicate(_ placement: HostConfiguration.PartitionPlacement) async {
+        let name = placement.name
+        var delay = Duration.milliseconds(100)
+        while !stopping.load(ordering: .relaxed) {
+            replicaStates[name]?.withLock { $0.state = "connecting" }
+            do {
+                try await replicateOnce(placement)
+                delay = .milliseconds(100)
+            } catch {
+                if stopping.load(ordering: .relaxed) { break }
+                let code = (error as? ResidencyError)?.code
+                replicaStates[name]?.withLock {
+                    $0.state = code == "border" || code == "not_a_replica" ? "refused" : "connecting"
+                    $0.lastError = "\(error)"
+                }
+                logger.warning("replication stopped", metadata: ["partition": "\(name)", "reason": "\(error)"])
+            }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(2))
+        }
+    }
+
+    /// The file id and LSN of the local copy, or an empty id when there is none.
+    private func localCopy(_ name: String) throws -> (fileID: [UInt8], lsn: UInt64) {
+        guard try database.partitionNames().contains(name) else { return ([], 0) }
+        let partition = try database.partition(name)
+        return (partition.fileID, partition.lastLSN.rawValue)
+    }
+
+    private func replicateOnce(_ placement: HostConfiguration.PartitionPlacement) async throws {
+        let name = placement.name
+        guard let primary = configuration.hosts[placement.primary] else { return }
+        let connection = try await FrameTransport.connect(to: primary.address, tls: tls, group: group)
+        track(connection.channel.channel)
+        defer { untrack(connection.channel.channel) }
+        guard connection.peer == .host(id: placement.primary, region: primary.region) else {
+            refusals.add(1, ordering: .relaxed)
+            throw ResidencyError.refused(
+                code: "identity_mismatch",
+                message: "\(primary.address) is \(connection.peer), not \(placement.primary), the primary of \(name)")
+        }
+        // The region a copy of this partition may have here: the border, checked on every start.
+        let allowedRegion = name == Database.globalPartitionName ? Region.global.name : configuration.region.name
+        try await connection.run { inbound, outbound in
+            var local = try await pool.runIfActive { try self.localCopy(name) }
+            try await outbound.write(
+                Frame(
+                    epoch: epoch,
+                    .hello(
+                        protocolVersion: Message.protocolVersion, partition: name, fileID: local.fileID,
+                        durableLSN: local.lsn)))
+            var frames = inbound.makeAsyncIterator()
+            var streaming = false
+            while let frame = try await frames.next() {
+                guard frame.epoch >= epoch else {
+                    throw ResidencyError.refused(
+                        code: "stale_epoch", message: "the primary sent epoch \(frame.epoch); this host knows \(epoch)")
+                }
+                switch frame.message {
+                case .streamStart(let fileID, let region, let after):
+                    try checkBorder(region, allowed: allowedRegion, name)
+                    guard fileID == local.fileID, after == local.lsn else {
+                        throw ResidencyError.malformedMessage(reason: "stream start at another file or LSN than asked")
+                    }
+                    streaming = true
+                    replicaStates[name]?.withLock {
+                        $0.state = "streaming"
+                        $0.lastError = nil
+                    }
+                case .snapshotBegin(let fileID, let region, let lsn, let bytes):
+                    try checkBorder(region, allowed: allowedRegion, name)
+                    replicaStates[name]?.withLock { $0.state = "snapshot" }
+                    try await receiveSnapshot(name, bytes: bytes, frames: &frames)
+                    local = try await pool.runIfActive { try self.localCopy(name) }
+                    guard local.fileID == fileID, local.lsn == lsn else {
+                        throw ResidencyError.malformedMessage(
+                            reason: "the snapshot is not the file or LSN it announced")
+                    }
+                    logger.info("snapshot installed", metadata: ["partition": "\(name)", "lsn": "\(lsn)"])
+                    try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: lsn)))
+                    streaming = true
+                    replicaStates[name]?.withLock {
+                        $0.state = "streaming"
+                        $0.lastError = nil
+                    }
+                case .batch(let fileID, let first, let count, let length, let compressed):
+                    guard streaming, fileID == local.fileID else {
+                        throw ResidencyError.malformedMessage(reason: "a batch of another partition file")
+                    }
+                    guard first == local.lsn + 1 else {
+                        throw ResidencyError.malformedMessage(
+                            reason: "a batch from LSN \(first) while the copy is at LSN \(local.lsn)")
+                    }
+                    let changes = try ChangeBatch.changes(
+                        fileID: fileID, firstLSN: first, count: count, uncompressedLength: length,
+                        compressed: compressed)
+                    let newest = try await pool.runIfActive {
+                        let partition = try self.database.partition(name)
+                        for (i, change) in changes.enumerated() {
+                            // One fsync for the batch: the last commit's covers the log before it.
+                            try partition.apply(change, durability: i == changes.count - 1 ? .durable : .noSync)
+                        }
+                        return partition.lastLSN.rawValue
+                    }
+                    local.lsn = newest
+                    try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: newest)))
+                case .heartbeat:
+                    continue
+                case .refusal(let code, let message):
+                    throw ResidencyError.refused(code: code, message: message)
+                default:
+                    throw ResidencyError.malformedMessage(reason: "a primary sent \(frame.message.type)")
+                }
+            }
+            throw ResidencyError.connection(
+                address: primary.address.description, reason: "the primary closed the stream")
+        }
+    }
+
+    private func checkBorder(_ region: String, allowed: String, _ name: String) throws {
+        guard region == allowed else {
+            refusals.add(1, ordering: .relaxed)
+            throw ResidencyError.refused(
+                code: "border",
+                message: "the primary offers partition \(name) of region \(region); this host holds only \(allowed)")
+        }
+    }
+
+    /// Receives the chunks of a snapshot into the incoming file, checks its SHA-256, and installs
+    /// it over the local copy (the engine's restore: verified page by page, renamed into place).
+    private func receiveSnapshot(
+        _ name: String, bytes: UInt64, frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator
+    ) async throws {
+        let path = incomingSnapshotPath(name)
+        try? FileManager.default.removeItem(atPath: path)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+            let file = FileHandle(forWritingAtPath: path)
+        else { throw ResidencyError.connection(address: path, reason: "cannot create the incoming snapshot") }
+        defer { try? file.close() }
+        var hash = SHA256()
+        var received: UInt64 = 0
+        while let frame = try await frames.next() {
+            switch frame.message {
+            case .snapshotChunk(let chunk):
+                received += UInt64(chunk.count)
+                guard received <= bytes else {
+                    throw ResidencyError.malformedMessage(reason: "a snapshot longer than announced")
+                }
+                hash.update(data: chunk)
+                try file.write(contentsOf: chunk)
+            case .snapshotEnd(let digest):
+                guard received == bytes, digest == Array(hash.finalize()) else {
+                    throw ResidencyError.malformedMessage(reason: "a snapshot whose length or SHA-256 does not match")
+                }
+                try file.synchronize()
+                try await pool.runIfActive { try self.install(name, from: path) }
+                return
+            case .refusal(let code, let message):
+                throw ResidencyError.refused(code: code, message: message)
+            default:
+                throw ResidencyError.malformedMessage(reason: "a \(frame.message.type) inside a snapshot")
+            }
+        }
+        throw ResidencyError.connection(address: name, reason: "the primary closed the stream mid-snapshot")
+    }
+
+    /// Closes the local copy (waiting briefly for readers), restores the snapshot over it, and
+    /// opens it again.
+    private func install(_ name: String, from path: String) throws {
+        do {
+            if try database.partitionNames().contains(name) {
+                let partition = try database.partition(name)
+                var attempts = 0
+                while true {
+                    do {
+                        try partition.close()
+                        break
+                    } catch PartitionDBError.busy where attempts < 100 {
+                        attempts += 1
+                        usleep(50_000)
+                    }
+                }
+            }
+            try database.restore(from: path, replace: true)
+            _ = try database.partition(name)
+        } catch let error as PartitionDBError {
+            throw ResidencyError.engine(error)
+        }
+    }
+}

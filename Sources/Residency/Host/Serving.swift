@@ -1,0 +1,272 @@
+import Crypto
+import Foundation
+import NIOCore
+import PartitionDB
+import Synchronization
+
+/// The accepting side of a connection: an operator's command, or a replica's stream of a
+/// partition this host is primary of (spec/replication.md#the-primary).
+extension ClusterHost {
+    /// The most page bytes in one batch.
+    static let batchBytes = 4 << 20
+    /// Bytes of a snapshot per chunk message.
+    static let snapshotChunkBytes = 1 << 20
+    static let handshakeTimeout = TimeAmount.seconds(10)
+
+    func serve(_ channel: NIOAsyncChannel<Frame, Frame>, handshake: EventLoopFuture<Void>) async {
+        track(channel.channel)
+        defer { untrack(channel.channel) }
+        let timeout = channel.channel.eventLoop.scheduleTask(in: Self.handshakeTimeout) {
+            channel.channel.close(promise: nil)
+        }
+        do {
+            try await handshake.get()
+            timeout.cancel()
+            let peer = try await TLSFiles.peerIdentity(of: channel.channel)
+            let connection = FrameConnection(peer: peer, channel: channel)
+            try await connection.run { inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                guard let first = try await frames.next() else { return }
+                switch first.message {
+                case .hello(let version, let partition, let fileID, let lsn):
+                    try await servePrimary(
+                        connection, outbound: outbound, frames: frames, version: version, partition: partition,
+                        fileID: fileID, replicaLSN: lsn)
+                case .request(let arguments, let input):
+                    try await serveOperator(connection, outbound: outbound, arguments: arguments, input: input)
+                default:
+                    await refuse(
+                        connection, outbound, code: "unexpected_message", "a connection starts with hello or request")
+                }
+            }
+        } catch {
+            timeout.cancel()
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func refuse(
+        _ connection: FrameConnection, _ outbound: NIOAsyncChannelOutboundWriter<Frame>, code: String,
+        _ message: String,
+        partition: String? = nil
+    ) async {
+        refusals.add(1, ordering: .relaxed)
+        logger.warning(
+            "refused",
+            metadata: [
+                "peer": "\(connection.peer)", "code": "\(code)", "partition": "\(partition ?? "-")",
+                "reason": "\(message)",
+            ])
+        try? await outbound.write(Frame(epoch: epoch, .refusal(code: code, message: message)))
+    }
+
+    private func serveOperator(
+        _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>, arguments: [String],
+        input: [UInt8]
+    ) async throws {
+        guard case .operator(let name) = connection.peer else {
+            return await refuse(
+                connection, outbound, code: "not_an_operator",
+                "\(connection.peer) may not run commands; use an operator certificate (`pdb cert issue --operator`)")
+        }
+        logger.info("command", metadata: ["operator": "\(name)", "command": "\(arguments.first ?? "")"])
+        let result = await commands.run(arguments: arguments, input: input, host: self)
+        for (stream, bytes) in [(UInt8(1), result.stdout), (UInt8(2), result.stderr)] {
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(bytes.count, offset + Self.snapshotChunkBytes)
+                try await outbound.write(
+                    Frame(epoch: epoch, .output(stream: stream, bytes: Array(bytes[offset..<end]))))
+                offset = end
+            }
+        }
+        try await outbound.write(Frame(epoch: epoch, .exit(status: result.status)))
+    }
+
+    /// Checks who asks for what before a byte of the partition is sent, then streams.
+    private func servePrimary(
+        _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator, version: UInt16, partition name: String,
+        fileID: [UInt8], replicaLSN: UInt64
+    ) async throws {
+        guard case .host(let replica, let replicaRegion) = connection.peer else {
+            return await refuse(
+                connection, outbound, code: "not_a_host", "an operator certificate cannot replicate a partition",
+                partition: name)
+        }
+        guard version == Message.protocolVersion else {
+            return await refuse(
+                connection, outbound, code: "protocol_version",
+                "this host speaks protocol \(Message.protocolVersion), the replica \(version)", partition: name)
+        }
+        guard let placement = configuration.placement(of: name), let log = shipped[name],
+            let figures = replicaFigures[name]?[replica]
+        else {
+            let known = configuration.placement(of: name) != nil
+            return await refuse(
+                connection, outbound, code: known ? "not_a_replica" : "not_primary",
+                known && shipped[name] != nil
+                    ? "\(replica) is not a configured replica of partition \(name) on \(configuration.host)"
+                    : "\(configuration.host) is not the primary of partition \(name)", partition: name)
+        }
+        guard name == Database.globalPartitionName || replicaRegion == configuration.region else {
+            return await refuse(
+                connection, outbound, code: "border",
+                "partition \(name) of region \(configuration.region) is never sent to \(connection.peer)",
+                partition: name)
+        }
+        guard configuration.hosts[replica]?.region == replicaRegion, placement.replicas.contains(replica) else {
+            return await refuse(
+                connection, outbound, code: "identity_mismatch",
+                "the configuration says \(replica) is of another region than its certificate", partition: name)
+        }
+        logger.info("replica connected", metadata: ["partition": "\(name)", "replica": "\(replica)"])
+        figures.values.withLock {
+            $0.state = "connected"
+            $0.lastError = nil
+        }
+        defer { figures.values.withLock { $0.state = "disconnected" } }
+        let sent = ManagedAtomicLSN()
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            // Acknowledgements come back while batches go out.
+            tasks.addTask {
+                var frames = frames
+                while let frame = try await frames.next() {
+                    switch frame.message {
+                    case .acknowledgement(let lsn):
+                        guard lsn <= sent.value else {
+                            throw ResidencyError.malformedMessage(reason: "acknowledgement of LSN \(lsn), never sent")
+                        }
+                        figures.values.withLock { $0.durableLSN = max($0.durableLSN, lsn) }
+                    case .refusal(let code, let message):
+                        throw ResidencyError.refused(code: code, message: message)
+                    default:
+                        throw ResidencyError.malformedMessage(reason: "a replica sent \(frame.message.type)")
+                    }
+                }
+                throw ResidencyError.connection(address: replica, reason: "the replica closed the stream")
+            }
+            tasks.addTask {
+                try await self.stream(
+                    name, log: log, to: outbound, figures: figures, sent: sent, fileID: fileID, replicaLSN: replicaLSN)
+            }
+            do {
+                try await tasks.next()
+            } catch {
+                tasks.cancelAll()
+                figures.values.withLock { $0.lastError = "\(error)" }
+                logger.info(
+                    "replica stream ended",
+                    metadata: ["partition": "\(name)", "replica": "\(replica)", "reason": "\(error)"])
+                throw error
+            }
+            tasks.cancelAll()
+        }
+    }
+
+    private func stream(
+        _ name: String, log: ShippedLog, to outbound: NIOAsyncChannelOutboundWriter<Frame>, figures: ReplicaFigures,
+        sent: ManagedAtomicLSN, fileID: [UInt8], replicaLSN: UInt64
+    ) async throws {
+        var position: UInt64
+        var currentFile = log.figures.fileID
+        if fileID == currentFile, case .notRetained = log.read(fileID: fileID, after: replicaLSN, maxBytes: 0) {
+            position = try await sendSnapshot(name, to: outbound, figures: figures)
+        } else if fileID == currentFile {
+            position = replicaLSN
+            let region = try database.partition(name).region.name
+            try await outbound.write(Frame(epoch: epoch, .streamStart(fileID: fileID, region: region, after: position)))
+        } else {
+            position = try await sendSnapshot(name, to: outbound, figures: figures)
+        }
+        currentFile = log.figures.fileID
+        sent.value = position
+        figures.values.withLock { $0.state = "streaming" }
+        var lastSend = ContinuousClock.now
+        while !stopping.load(ordering: .relaxed), !Task.isCancelled {
+            switch log.read(fileID: currentFile, after: position, maxBytes: Self.batchBytes) {
+            case .changes(let changes):
+                let message = try ChangeBatch.message(changes)
+                let frame = Frame(epoch: epoch, message)
+                let bytes = frame.encoded().count
+                position = changes.last!.lsn.rawValue
+                sent.value = position
+                try await outbound.write(frame)
+                let pageBytes = changes.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.bytes.count } }
+                figures.values.withLock {
+                    $0.bytesShipped += UInt64(bytes)
+                    $0.pageBytesShipped += UInt64(pageBytes)
+                }
+                lastSend = .now
+            case .caughtUp:
+                if ContinuousClock.now - lastSend >= .seconds(1) {
+                    let milliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
+                    try await outbound.write(
+                        Frame(epoch: epoch, .heartbeat(lastLSN: position, sentMilliseconds: milliseconds)))
+                    lastSend = .now
+                }
+                await log.waitForCommit(after: position)
+            case .notRetained:
+                figures.values.withLock { $0.state = "snapshot" }
+                position = try await sendSnapshot(name, to: outbound, figures: figures)
+                currentFile = log.figures.fileID
+                sent.value = position
+                figures.values.withLock { $0.state = "streaming" }
+            }
+        }
+    }
+
+    /// Takes a consistent snapshot (a backup, while writes go on) and sends it; returns its LSN.
+    private func sendSnapshot(
+        _ name: String, to outbound: NIOAsyncChannelOutboundWriter<Frame>, figures: ReplicaFigures
+    ) async throws -> UInt64 {
+        figures.values.withLock { $0.state = "snapshot" }
+        let path = (NSTemporaryDirectory() as NSString).appendingPathComponent(
+            "pdb-snapshot-\(configuration.host)-\(name)-\(UUID().uuidString).backup")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (fileID, region, summary): ([UInt8], String, BackupSummary) = try await pool.runIfActive {
+            let partition = try self.database.partition(name)
+            // A compaction between reading the file id and the backup would pair the wrong two:
+            // read it on both sides.
+            while true {
+                let before = partition.fileID
+                let summary = try partition.backup(to: path, replacing: true)
+                if partition.fileID == before { return (before, partition.region.name, summary) }
+            }
+        }
+        guard let file = FileHandle(forReadingAtPath: path) else {
+            throw ResidencyError.connection(address: path, reason: "the snapshot just written cannot be read")
+        }
+        defer { try? file.close() }
+        let size = try file.seekToEnd()
+        try file.seek(toOffset: 0)
+        try await outbound.write(
+            Frame(epoch: epoch, .snapshotBegin(fileID: fileID, region: region, lsn: summary.lsn.rawValue, bytes: size)))
+        var hash = SHA256()
+        var sentBytes: UInt64 = 0
+        while sentBytes < size {
+            let chunk = Array(try file.read(upToCount: Self.snapshotChunkBytes) ?? Data())
+            guard !chunk.isEmpty else { break }
+            hash.update(data: chunk)
+            try await outbound.write(Frame(epoch: epoch, .snapshotChunk(chunk)))
+            sentBytes += UInt64(chunk.count)
+        }
+        try await outbound.write(Frame(epoch: epoch, .snapshotEnd(sha256: Array(hash.finalize()))))
+        figures.values.withLock {
+            $0.snapshotsSent += 1
+            $0.bytesShipped += sentBytes
+            $0.pageBytesShipped += summary.bytes
+        }
+        logger.info("snapshot sent", metadata: ["partition": "\(name)", "lsn": "\(summary.lsn)", "bytes": "\(size)"])
+        return summary.lsn.rawValue
+    }
+}
+
+/// The newest LSN sent on a stream, shared with the task that checks acknowledgements.
+final class ManagedAtomicLSN: Sendable {
+    private let storage = Atomic<UInt64>(0)
+    var value: UInt64 {
+        get { storage.load(ordering: .acquiring) }
+        set { storage.store(newValue, ordering: .releasing) }
+    }
+}

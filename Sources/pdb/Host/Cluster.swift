@@ -1,0 +1,156 @@
+import ArgumentParser
+import Foundation
+import PartitionDB
+import Residency
+
+/// `pdb cluster init DIR --regions eu:2,us:1,ap:1`: a whole cluster on this machine for trying
+/// and testing (spec/cli.md#cluster-init): a CA, a certificate and a config per host, an operator
+/// certificate, and a data directory per host.
+struct Cluster: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lay out a local cluster of hosts on loopback ports.", subcommands: [ClusterInit.self])
+}
+
+struct ClusterInit: PDBCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a cluster's CA, certificates, configs and data directories in a new folder.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The cluster's folder (must not exist, or be empty).")
+    var directory: String
+
+    @Option(
+        help: "Regions and their host counts, e.g. eu:2,us:1,ap:1. The first host named is the directory's primary.")
+    var regions: String
+
+    @Option(help: "The first host's port; the others follow.")
+    var basePort: Int = 7100
+
+    @Option(help: "Regional partitions created in every region, comma-separated.")
+    var partitions: String = "users"
+
+    struct Layout {
+        var regions: [(region: Region, hosts: Int)]
+        var partitions: [String]
+    }
+
+    func layout() throws -> Layout {
+        var result: [(Region, Int)] = []
+        for item in regions.split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = item.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let count = Int(parts[1]), (1...9).contains(count),
+                let region = try? Region(String(parts[0])), !region.isGlobal
+            else {
+                throw ValidationError("--regions takes REGION:COUNT,… with 1 to 9 hosts per region, e.g. eu:2,us:1")
+            }
+            guard !result.contains(where: { $0.0 == region }) else {
+                throw ValidationError("region \(region) appears twice")
+            }
+            result.append((region, count))
+        }
+        let names = partitions.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        for name in names where name.isEmpty || name == Database.globalPartitionName {
+            throw ValidationError("--partitions names regional partitions (not empty, not global)")
+        }
+        let hosts = result.reduce(0) { $0 + $1.1 }
+        guard basePort >= 1024, basePort + hosts <= 65535 else { throw ValidationError("--base-port is out of range") }
+        return Layout(regions: result, partitions: names)
+    }
+
+    func validate() throws { _ = try layout() }
+
+    struct HostEntry: Encodable {
+        var host: String
+        var region: String
+        var address: String
+        var config: String
+        var command: String
+    }
+
+    struct Report: Encodable {
+        var directory: String
+        var hosts: [HostEntry]
+        var operatorTLS: String
+
+        enum CodingKeys: String, CodingKey {
+            case directory, hosts
+            case operatorTLS = "operator_tls"
+        }
+    }
+
+    func execute() throws {
+        let layout = try self.layout()
+        let manager = FileManager.default
+        if manager.fileExists(atPath: directory) {
+            guard (try? manager.contentsOfDirectory(atPath: directory))?.isEmpty == true else {
+                throw CLIError(
+                    code: "target_exists",
+                    message: "\(Quoting.path(directory)) exists and is not empty; choose a new folder")
+            }
+        }
+        let root = URL(fileURLWithPath: directory).standardizedFileURL.path
+        func path(_ parts: String...) -> String { parts.reduce(root) { ($0 as NSString).appendingPathComponent($1) } }
+        let ca = path("ca")
+        try ClusterCertificates.createAuthority(in: ca)
+        var peers: [String: HostConfiguration.Peer] = [:]
+        var order: [(id: String, region: Region)] = []
+        for (region, count) in layout.regions {
+            for i in 1...count {
+                let id = "\(region.name)-\(i)"
+                peers[id] = .init(region: region, address: HostAddress(host: "127.0.0.1", port: basePort + order.count))
+                order.append((id, region))
+            }
+        }
+        let directoryPrimary = order[0].id
+        var entries: [HostEntry] = []
+        for (id, region) in order {
+            let hostFolder = path("hosts", id)
+            try ClusterCertificates.issue(.host(id: id, region: region), authority: ca, into: path("hosts", id, "tls"))
+            var placements = [
+                HostConfiguration.PartitionPlacement(
+                    name: Database.globalPartitionName, primary: directoryPrimary,
+                    replicas: order.map(\.id).filter { $0 != directoryPrimary })
+            ]
+            let regionHosts = order.filter { $0.region == region }.map(\.id)
+            for name in layout.partitions {
+                placements.append(.init(name: name, primary: regionHosts[0], replicas: Array(regionHosts.dropFirst())))
+            }
+            // Only a partition's primary creates it: replicas receive it by snapshot, with its file id.
+            let database = try Database.create(at: path("hosts", id, "data"), region: region)
+            do {
+                if id == regionHosts[0] { for name in layout.partitions { _ = try database.createPartition(name) } }
+            } catch {
+                try? database.close()
+                throw error
+            }
+            try database.close()
+            let configuration = HostConfiguration(
+                file: path("hosts", id, "config.json"), host: id, region: region, dataDirectory: "data",
+                tlsDirectory: "tls", listen: peers[id]!.address, metricsListen: nil, hosts: peers,
+                partitions: placements.sorted { $0.name < $1.name }, retention: .init())
+            let text = configuration.json(dataDirectory: "data", tlsDirectory: "tls")
+            guard manager.createFile(atPath: configuration.file, contents: Data(text.utf8)) else {
+                throw CLIError(code: "io", message: "cannot write \(Quoting.path(configuration.file))")
+            }
+            entries.append(
+                HostEntry(
+                    host: id, region: region.name, address: peers[id]!.address.description, config: configuration.file,
+                    command: "pdb serve --config \(configuration.file)"))
+            _ = hostFolder
+        }
+        let operatorTLS = path("operator")
+        try ClusterCertificates.issue(.operator(name: "admin"), authority: ca, into: operatorTLS)
+        if json {
+            try output.json(Report(directory: root, hosts: entries, operatorTLS: operatorTLS))
+        } else {
+            try output.line(
+                "laid out a cluster of \(counted(entries.count, "host")) in \(Quoting.path(root)); start each host:")
+            for entry in entries { try output.line("  \(entry.command)") }
+            try output.line("then talk to a host with its operator certificate:")
+            try output.line("  export PDB_TLS=\(operatorTLS)")
+            try output.line("  pdb info pdb://\(entries[0].address)")
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import PartitionDB
+import Residency
+
+/// Runs an operator's command line on this host (`CommandRunning`): parsed by the same commands
+/// as on the operator's machine, run against the host's open database with its output captured,
+/// so the operator sees exactly what the command prints on a directory (spec/cli.md#running-hosts).
+struct HostCommandRunner: CommandRunning {
+    func run(arguments: [String], input: [UInt8], host: ClusterHost) async -> CommandResult {
+        // Commands block (commits, fsyncs): on a thread of their own, not the cooperative pool.
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Self.runNow(arguments: arguments, input: input, host: host))
+            }
+        }
+    }
+
+    static func runNow(arguments: [String], input: [UInt8], host: ClusterHost) -> CommandResult {
+        let output = Output(capturing: true)
+        let status: Int32 = Output.$capturing.withValue(output) {
+            HostSession.$current.withValue(HostSession(database: host.database, host: host)) {
+                LineReader.$providedInput.withValue(ProvidedInput(input)) {
+                    execute(arguments, host: host)
+                }
+            }
+        }
+        let captured = output.captured
+        return CommandResult(stdout: captured.stdout, stderr: captured.stderr, status: UInt32(bitPattern: status))
+    }
+
+    private static func execute(_ arguments: [String], host: ClusterHost) -> Int32 {
+        let json = arguments.prefix { $0 != "--" }.contains("--json")
+        do {
+            var command = try PDB.parseAsRoot(arguments)
+            guard let hostCommand = command as? any HostCommand, hostCommand.location.remoteAddress != nil else {
+                let name = arguments.first.map { Quoting.name($0) } ?? "(none)"
+                return fail(
+                    CLIError(
+                        code: "not_on_host",
+                        message:
+                            "`pdb \(name)` does not run on a running host; run it on the host's data directory while the host is stopped"
+                    ), json: json)
+            }
+            if let partition = hostCommand.writtenPartition, let primary = host.primary(ofReplica: partition) {
+                return fail(ResidencyError.notPrimary(partition: partition, primary: primary), json: json)
+            }
+            try command.run()
+            return 0
+        } catch {
+            let code = PDB.exitCode(for: error)
+            if code == .validationFailure, json {
+                try? Output.shared.json(ErrorReport(code: "usage", message: PDB.message(for: error)))
+            } else {
+                let message = PDB.fullMessage(for: error)
+                if !message.isEmpty {
+                    if code == .success { try? Output.shared.line(message) } else { Output.shared.note(message) }
+                }
+            }
+            return code.rawValue
+        }
+    }
+
+    private static func fail(_ error: any Error, json: Bool) -> Int32 {
+        let (code, message) = describe(error)
+        if json {
+            try? Output.shared.json(ErrorReport(code: code, message: message))
+        } else {
+            Output.shared.note("error: \(message)")
+        }
+        return 1
+    }
+}

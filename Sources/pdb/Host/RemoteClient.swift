@@ -1,0 +1,115 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import PartitionDB
+import Residency
+
+/// The operator's side of `pdb … pdb://HOST:PORT …`: sends the command line (and, for `apply`,
+/// stdin) to the host over mutual TLS, prints what comes back, and exits with the host's status.
+enum RemoteClient {
+    /// Runs the command on the host; returns its exit status.
+    static func run(arguments: [String], location: DatabaseArgument, readsInput: Bool) throws -> Int32 {
+        guard let text = location.remoteAddress, let address = HostAddress(text) else {
+            throw CLIError(code: "usage", message: "\(Quoting.name(location.directory)) is not pdb://HOST:PORT")
+        }
+        guard let tlsDirectory = location.tlsDirectory ?? ProcessInfo.processInfo.environment["PDB_TLS"] else {
+            throw CLIError(
+                code: "usage",
+                message: "pdb:// needs an operator certificate: give its folder with --tls DIR or PDB_TLS")
+        }
+        let tls = try TLSFiles(directory: tlsDirectory)
+        guard case .operator = tls.identity else {
+            throw CLIError(
+                code: "usage",
+                message: "\(Quoting.path(tlsDirectory)) holds the certificate of \(tls.identity), not an operator's")
+        }
+        let input = readsInput ? try readStandardInput() : []
+        let request = Message.request(arguments: withoutTLSOption(arguments), input: input)
+        let result = AnswerBox()
+        let done = DispatchSemaphore(value: 0)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        Task {
+            do {
+                let connection = try await FrameTransport.connect(to: address, tls: tls, group: group)
+                guard case .host = connection.peer else {
+                    throw ResidencyError.refused(
+                        code: "not_a_host", message: "\(address) is \(connection.peer), not a host")
+                }
+                let answer = try await connection.run { inbound, outbound in
+                    try await outbound.write(Frame(epoch: 1, request))
+                    var stdout: [UInt8] = []
+                    var stderr: [UInt8] = []
+                    for try await frame in inbound {
+                        switch frame.message {
+                        case .output(1, let bytes): stdout += bytes
+                        case .output(_, let bytes): stderr += bytes
+                        case .exit(let status): return (stdout, stderr, status)
+                        case .refusal(let code, let message): throw ResidencyError.refused(code: code, message: message)
+                        default:
+                            throw ResidencyError.malformedMessage(reason: "a host answered with \(frame.message.type)")
+                        }
+                    }
+                    throw ResidencyError.connection(
+                        address: address.description, reason: "the host closed the connection")
+                }
+                result.value = .success(answer)
+            } catch {
+                result.value = .failure(error)
+            }
+            done.signal()
+        }
+        done.wait()
+        try? group.syncShutdownGracefully()
+        let answer = try result.value!.get()
+        FileHandle.standardOutput.write(Data(answer.stdout))
+        FileHandle.standardError.write(Data(answer.stderr))
+        return Int32(bitPattern: answer.status)
+    }
+
+    /// The command line without `--tls DIR` (a path on this machine, meaningless on the host).
+    static func withoutTLSOption(_ arguments: [String]) -> [String] {
+        var result: [String] = []
+        var index = 0
+        var ended = false
+        while index < arguments.count {
+            let argument = arguments[index]
+            if !ended, argument == "--tls" {
+                index += 2
+                continue
+            }
+            if !ended, argument.hasPrefix("--tls=") {
+                index += 1
+                continue
+            }
+            if argument == "--" { ended = true }
+            result.append(argument)
+            index += 1
+        }
+        return result
+    }
+
+    private static func readStandardInput() throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { throw CLIError(code: "io", message: "cannot read standard input (errno \(errno))") }
+            if n == 0 { return bytes }
+            bytes += chunk[0..<n]
+            guard bytes.count <= Message.maxInput else {
+                throw CLIError(
+                    code: "input_too_large",
+                    message:
+                        "input for a running host is limited to \(Message.maxInput) bytes; split it into several applies"
+                )
+            }
+        }
+    }
+}
+
+/// The answer, handed from the connection's task to the waiting thread (the semaphore orders the
+/// write before the read).
+private final class AnswerBox: @unchecked Sendable {
+    var value: Result<(stdout: [UInt8], stderr: [UInt8], status: UInt32), any Error>?
+}

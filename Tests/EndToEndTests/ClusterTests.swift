@@ -1,0 +1,232 @@
+import Foundation
+import NIOPosix
+import PartitionDB
+import Residency
+import XCTest
+
+/// Hosts as real `pdb serve` processes on loopback ports, laid out by `pdb cluster init`, talked
+/// to through `pdb … pdb://` over mutual TLS (spec/replication.md).
+final class ClusterTests: PDBTestCase {
+    private var servers: [String: Process] = [:]
+    private var basePort = 0
+    private var cluster: String { root.appendingPathComponent("cluster").path }
+    private var operatorTLS: String { cluster + "/operator" }
+
+    override func tearDownWithError() throws {
+        for process in servers.values where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try super.tearDownWithError()
+    }
+
+    /// Lays out hosts eu-1, eu-2, us-1 on a port range of its own.
+    private func layOut(regions: String = "eu:2,us:1") throws {
+        basePort = 20_000 + Int.random(in: 0..<400) * 100
+        let result = try pdb("cluster", "init", cluster, "--regions", regions, "--base-port", "\(basePort)", "--json")
+        assertExit(result, 0)
+        let hosts = try XCTUnwrap(try result.object()["hosts"] as? [[String: Any]])
+        XCTAssertEqual(
+            hosts.map { $0["host"] as? String },
+            regions == "eu:2,us:1" ? ["eu-1", "eu-2", "us-1"] : hosts.map { $0["host"] as? String })
+    }
+
+    private func address(_ host: String) throws -> String {
+        let configuration = try HostConfiguration.load("\(cluster)/hosts/\(host)/config.json")
+        return "pdb://\(configuration.listen)"
+    }
+
+    private func start(_ host: String) throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--config", "\(cluster)/hosts/\(host)/config.json"]
+        let log = root.appendingPathComponent("\(host)-\(servers.count).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: log)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        servers[host] = process
+        // Ready when it answers an operator.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if try remote("info", host).status == 0 { return }
+            XCTAssertTrue(process.isRunning, "\(host) exited: \(try String(contentsOf: log, encoding: .utf8))")
+            if !process.isRunning { return }
+            usleep(100_000)
+        }
+        XCTFail("\(host) did not answer within 30 s")
+    }
+
+    private func stop(_ host: String, signal: Int32 = SIGTERM) {
+        guard let process = servers[host] else { return }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    /// `pdb COMMAND pdb://HOST REST… --tls OPERATOR`.
+    private func remote(_ command: String, _ host: String, _ rest: String..., stdin: String = "") throws -> RunResult {
+        let words = command.split(separator: " ").map(String.init)
+        return try run(words + [try address(host)] + rest + ["--tls", operatorTLS], stdin: stdin, timeout: 60)
+    }
+
+    private func checksum(_ host: String, _ partition: String) throws -> String? {
+        let result = try remote("checksum", host, partition, "--json")
+        guard result.status == 0 else { return nil }
+        return result.stdout
+    }
+
+    /// Waits until `replica`'s copy of `partition` sums as the primary's.
+    private func assertConverges(_ partition: String, primary: String, replicas: [String], timeout: TimeInterval = 60)
+        throws
+    {
+        let expected = try XCTUnwrap(try checksum(primary, partition))
+        let deadline = Date().addingTimeInterval(timeout)
+        for replica in replicas {
+            var last: String?
+            while Date() < deadline {
+                last = try checksum(replica, partition)
+                if last == expected { break }
+                usleep(100_000)
+            }
+            XCTAssertEqual(last, expected, "\(replica)'s \(partition) never matched \(primary)'s")
+        }
+    }
+
+    func testReplicasConvergeAndRefuseWritesAndBorders() throws {
+        try layOut()
+        for host in ["eu-1", "eu-2", "us-1"] { try start(host) }
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        assertExit(try remote("home set", "eu-1", "bob", "us"), 0)
+        let marker = "MARKER-eu-\(UUID().uuidString)"
+        let lines = (0..<2_000).map {
+            #"{"op":"put","table":"t","key":"k\#($0)","value":"\#(marker)-\#($0)","owner":"alice"}"#
+        }
+        assertExit(
+            try remote("apply", "eu-1", "users", stdin: (lines + [#"{"op":"commit"}"#]).joined(separator: "\n")), 0)
+        for i in 0..<20 {
+            assertExit(try remote("put", "eu-1", "users", "t", "small\(i)", "v\(i)", "--owner", "alice"), 0)
+        }
+        let removal = (0..<1_500).map { #"{"op":"del","table":"t","key":"k\#($0)"}"# }
+        assertExit(
+            try remote("apply", "eu-1", "users", stdin: (removal + [#"{"op":"commit"}"#]).joined(separator: "\n")), 0)
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        try assertConverges("global", primary: "eu-1", replicas: ["eu-2", "us-1"])
+
+        // Reads on a replica answer from its copy; writes name the primary.
+        let read = try remote("get", "eu-2", "users", "t", "k1999", "--json")
+        assertExit(read, 0)
+        XCTAssertEqual(try read.object()["value"] as? String, "\(marker)-1999")
+        let refused = try remote("put", "eu-2", "users", "t", "x", "y", "--owner", "alice", "--json")
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(try refused.errorCode(), "not_primary")
+        XCTAssertTrue(refused.stdout.contains("eu-1"), refused.stdout)
+        XCTAssertEqual(try remote("home set", "us-1", "carol", "us", "--json").status, 1)
+
+        // The directory crossed to us-1; eu's records did not.
+        let home = try remote("home get", "us-1", "alice", "--json")
+        assertExit(home, 0)
+        XCTAssertEqual(try home.object()["home"] as? String, "eu")
+        stop("us-1")
+        XCTAssertFalse(try filesContain("\(cluster)/hosts/us-1", marker), "a marker of eu's partition reached us-1")
+        XCTAssertTrue(try filesContain("\(cluster)/hosts/eu-2", marker))
+
+        let status = try remote("replication status", "eu-1", "--json")
+        assertExit(status, 0)
+        let partitions = try XCTUnwrap(try status.object()["partitions"] as? [[String: Any]])
+        let users = try XCTUnwrap(partitions.first { $0["name"] as? String == "users" })
+        XCTAssertEqual(users["role"] as? String, "primary")
+        let replica = try XCTUnwrap((users["replicas"] as? [[String: Any]])?.first)
+        XCTAssertEqual(replica["host"] as? String, "eu-2")
+        XCTAssertEqual(replica["durable_lsn"] as? Int, users["last_lsn"] as? Int)
+    }
+
+    func testKilledReplicaCatchesUpAndASecondServeIsLockedOut() throws {
+        try layOut()
+        try start("eu-1")
+        try start("eu-2")
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        for i in 0..<30 { assertExit(try remote("put", "eu-1", "users", "t", "a\(i)", "v\(i)", "--owner", "alice"), 0) }
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        stop("eu-2", signal: SIGKILL)
+        for i in 0..<30 { assertExit(try remote("put", "eu-1", "users", "t", "b\(i)", "v\(i)", "--owner", "alice"), 0) }
+        try start("eu-2")
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        // A second serve on the same data directory is refused by the database's lock.
+        let second = try run(["serve", "--config", "\(cluster)/hosts/eu-2/config.json"], timeout: 30)
+        XCTAssertEqual(second.status, 1)
+        XCTAssertTrue(second.stderr.contains("locked by process"), second.stderr)
+    }
+
+    func testPeersWithoutTheRightCertificateAreRefused() throws {
+        try layOut()
+        try start("eu-1")
+        let target = try XCTUnwrap(HostAddress(String(try address("eu-1").dropFirst("pdb://".count))))
+        // An operator certificate asking to replicate.
+        XCTAssertEqual(try hello(target, tls: operatorTLS, partition: "users"), "not_a_host")
+        // A host certificate of another region asking for eu's partition: refused before a byte.
+        let foreign = root.appendingPathComponent("foreign").path
+        try ClusterCertificates.issue(
+            .host(id: "eu-2", region: try Region("us")), authority: "\(cluster)/ca", into: foreign)
+        XCTAssertEqual(try hello(target, tls: foreign, partition: "users"), "border")
+        // A certificate of another CA, and an expired one: no TLS session at all.
+        let otherCA = root.appendingPathComponent("other-ca").path
+        try ClusterCertificates.createAuthority(in: otherCA)
+        let stranger = root.appendingPathComponent("stranger").path
+        try ClusterCertificates.issue(.host(id: "eu-2", region: try Region("eu")), authority: otherCA, into: stranger)
+        XCTAssertEqual(try hello(target, tls: stranger, partition: "users"), "connection")
+        let expired = root.appendingPathComponent("expired").path
+        try ClusterCertificates.issue(
+            .host(id: "eu-2", region: try Region("eu")), authority: "\(cluster)/ca", into: expired, validity: 3_600,
+            now: Date().addingTimeInterval(-86_400))
+        XCTAssertEqual(try hello(target, tls: expired, partition: "users"), "connection")
+        let status = try remote("replication status", "eu-1", "--json")
+        XCTAssertGreaterThanOrEqual(try status.object()["refusals"] as? Int ?? 0, 2)
+    }
+
+    /// Sends a replication hello with the certificate in `tls`; returns the refusal's code, or
+    /// `connection` when no TLS session came about, or `accepted`.
+    private func hello(_ address: HostAddress, tls: String, partition: String) throws -> String {
+        let files = try TLSFiles(directory: tls)
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let group = MultiThreadedEventLoopGroup.singleton
+            do {
+                let connection = try await FrameTransport.connect(to: address, tls: files, group: group)
+                outcome.value = try await connection.run { inbound, outbound in
+                    try await outbound.write(
+                        Frame(epoch: 1, .hello(protocolVersion: 1, partition: partition, fileID: [], durableLSN: 0)))
+                    for try await frame in inbound {
+                        if case .refusal(let code, _) = frame.message { return code }
+                        return "accepted"
+                    }
+                    return "connection"
+                }
+            } catch {
+                outcome.value = "connection"
+            }
+            done.signal()
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
+        return outcome.value ?? "timeout"
+    }
+
+    /// Whether any file under `folder` holds `marker`'s bytes.
+    private func filesContain(_ folder: String, _ marker: String) throws -> Bool {
+        let needle = Data(marker.utf8)
+        let enumerator = FileManager.default.enumerator(atPath: folder)
+        while let name = enumerator?.nextObject() as? String {
+            let path = "\(folder)/\(name)"
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                continue
+            }
+            if let data = FileManager.default.contents(atPath: path), data.range(of: needle) != nil { return true }
+        }
+        return false
+    }
+}
+
+private final class Outcome: @unchecked Sendable {
+    var value: String?
+}

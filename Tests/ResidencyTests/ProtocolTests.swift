@@ -1,0 +1,127 @@
+import CPartitionSupport
+import Foundation
+import PartitionDB
+import XCTest
+
+@testable import Residency
+
+/// The wire protocol's frames and batches (spec/replication.md#frames): every message round-trips,
+/// and damaged, cut or hostile bytes are refused with `malformedMessage`, never a trap.
+final class ProtocolTests: XCTestCase {
+    private let samples: [Message] = [
+        .hello(protocolVersion: 1, partition: "users", fileID: Array(repeating: 7, count: 16), durableLSN: 42),
+        .streamStart(fileID: [1, 2, 3], region: "eu", after: 9),
+        .snapshotBegin(fileID: [4], region: "global", lsn: 3, bytes: 1 << 33),
+        .snapshotChunk([0, 1, 2, 255]),
+        .snapshotEnd(sha256: Array(repeating: 0xAB, count: 32)),
+        .acknowledgement(durableLSN: 77),
+        .refusal(code: "border", message: "no"),
+        .request(arguments: ["get", "pdb://x:1", "users", "t", "k"], input: Array("line\n".utf8)),
+        .output(stream: 2, bytes: Array("error: x\n".utf8)),
+        .exit(status: 64),
+        .heartbeat(lastLSN: 5, sentMilliseconds: 1_700_000_000_000),
+    ]
+
+    func testEveryMessageRoundTrips() throws {
+        for message in samples + [try ChangeBatch.message([change(1), change(2)])] {
+            let frame = Frame(epoch: 3, message)
+            var decoder = FrameDecoder()
+            let bytes = frame.encoded()
+            // Byte by byte: a frame is never taken before its last byte.
+            for byte in bytes.dropLast() {
+                decoder.append([byte])
+                XCTAssertNil(try decoder.next())
+            }
+            decoder.append([bytes.last!])
+            XCTAssertEqual(try decoder.next(), frame)
+            XCTAssertEqual(decoder.bufferedBytes, 0)
+        }
+    }
+
+    func testTheSpecTableNamesEveryTypeWithItsNumber() throws {
+        let spec = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("spec/replication.md")
+        let text = try String(contentsOf: spec, encoding: .utf8)
+        let rows = text.split(separator: "\n").compactMap { line -> (Int, String)? in
+            guard let match = line.wholeMatch(of: /\| (\d+) \| ([a-z ]+) \| .*/) else { return nil }
+            return (Int(match.1)!, String(match.2))
+        }
+        let names: [MessageType: String] = [
+            .hello: "hello", .streamStart: "stream start", .snapshotBegin: "snapshot begin",
+            .snapshotChunk: "snapshot chunk", .snapshotEnd: "snapshot end", .batch: "batch",
+            .acknowledgement: "acknowledgement", .refusal: "refusal", .request: "request", .output: "output",
+            .exit: "exit", .heartbeat: "heartbeat",
+        ]
+        XCTAssertEqual(rows.count, MessageType.allCases.count)
+        for (number, name) in rows {
+            let type = try XCTUnwrap(MessageType(rawValue: UInt8(number)), "spec row \(number)")
+            XCTAssertEqual(names[type], name)
+        }
+    }
+
+    func testDamagedFramesAreRefused() throws {
+        let bytes = Frame(epoch: 1, .acknowledgement(durableLSN: 1)).encoded()
+        for i in bytes.indices {
+            var flipped = bytes
+            flipped[i] ^= 0x10
+            XCTAssertThrowsError(try Frame.decode(flipped), "flip at \(i)")
+        }
+        // A hostile length is refused before anything is buffered for it.
+        var decoder = FrameDecoder()
+        decoder.append([0xFF, 0xFF, 0xFF, 0xFF])
+        XCTAssertThrowsError(try decoder.next())
+        // Epoch 0, an unknown type, trailing payload bytes: each with a correct checksum.
+        XCTAssertThrowsError(try Frame.decode(resealed(bytes) { $0[5...12] = [0, 0, 0, 0, 0, 0, 0, 0] }))
+        XCTAssertThrowsError(try Frame.decode(resealed(bytes) { $0[4] = 200 }))
+        XCTAssertThrowsError(try Frame.decode(resealed(bytes) { $0.insert(9, at: 21) }))
+    }
+
+    func testBatchesAreCheckedWhole() throws {
+        let good = try ChangeBatch.message([change(5), change(6)])
+        guard case .batch(let fileID, let first, let count, let length, let compressed) = good else {
+            return XCTFail("not a batch")
+        }
+        let changes = try ChangeBatch.changes(
+            fileID: fileID, firstLSN: first, count: count, uncompressedLength: length, compressed: compressed)
+        XCTAssertEqual(changes, [change(5), change(6)])
+        // A wrong first LSN, count, length, or damaged compressed bytes.
+        XCTAssertThrowsError(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: 4, count: count, uncompressedLength: length, compressed: compressed))
+        XCTAssertThrowsError(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: first, count: 3, uncompressedLength: length, compressed: compressed))
+        XCTAssertThrowsError(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: first, count: count, uncompressedLength: length - 1, compressed: compressed))
+        var damaged = compressed
+        damaged[damaged.count / 2] ^= 0xFF
+        XCTAssertThrowsError(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: first, count: count, uncompressedLength: length, compressed: damaged))
+    }
+
+    private func change(_ lsn: UInt64) -> ChangeSet {
+        ChangeSet(
+            lsn: LSN(lsn), fileID: Array(repeating: 9, count: 16), pageCount: 3,
+            pages: [.init(number: 0, bytes: Array(repeating: UInt8(lsn), count: 4096))])
+    }
+
+    /// `bytes` changed by `edit`, with its length and checksum made right again.
+    private func resealed(_ bytes: [UInt8], _ edit: (inout [UInt8]) -> Void) -> [UInt8] {
+        var body = Array(bytes[4..<bytes.count - 4])
+        var whole = [UInt8](repeating: 0, count: 4) + body
+        edit(&whole)
+        body = Array(whole[4...])
+        var frame = withUnsafeBytes(of: UInt32(body.count + 4).bigEndian) { Array($0) } + body
+        let crc = CRCForTests.crc32c(body)
+        frame += withUnsafeBytes(of: crc.bigEndian) { Array($0) }
+        return frame
+    }
+}
+
+enum CRCForTests {
+    static func crc32c(_ bytes: [UInt8]) -> UInt32 {
+        bytes.withUnsafeBytes { pdb_crc32c(0, $0.baseAddress!, $0.count) }
+    }
+}

@@ -1,37 +1,73 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
+// `PDB_ENGINE_ONLY=1` declares the engine and its tests alone: the sanitizer runs of CI
+// (scripts/reliability.sh) build it in a folder of their own without paying for swift-nio,
+// swift-nio-ssl and swift-certificates a second time.
+let engineOnly = Context.environment["PDB_ENGINE_ONLY"] == "1"
+
+let engineTargets: [Target] = [
+    // zstd from Debian's libzstd-dev, found through pkg-config.
+    .systemLibrary(
+        name: "CZstd",
+        pkgConfig: "libzstd",
+        providers: [.apt(["libzstd-dev"])]
+    ),
+    // Atomic page flags, hardware CRC-32C and SHA-256 (see its header).
+    .target(name: "CPartitionSupport"),
+    .target(name: "PartitionDB", dependencies: ["CZstd", "CPartitionSupport"]),
+    .testTarget(name: "PartitionDBTests", dependencies: ["PartitionDB"]),
+]
+
+let hostTargets: [Target] = [
+    .target(
+        name: "Residency",
+        dependencies: [
+            "PartitionDB", "CZstd",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]
+    ),
+    .executableTarget(
+        name: "pdb",
+        dependencies: [
+            "PartitionDB", "Residency",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]
+    ),
+    .testTarget(name: "ResidencyTests", dependencies: ["Residency", "PartitionDB"]),
+    .testTarget(name: "EndToEndTests", dependencies: ["PartitionDB", "Residency"]),
+]
+
 let package = Package(
     name: "PartitionDB",
     platforms: [.macOS(.v15)],
-    products: [
-        .library(name: "PartitionDB", targets: ["PartitionDB"]),
-        .library(name: "Residency", targets: ["Residency"]),
-        .executable(name: "pdb", targets: ["pdb"]),
-    ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
-    ],
-    targets: [
-        // zstd from Debian's libzstd-dev, found through pkg-config.
-        .systemLibrary(
-            name: "CZstd",
-            pkgConfig: "libzstd",
-            providers: [.apt(["libzstd-dev"])]
-        ),
-        // Atomic page flags and hardware CRC-32C (see its header).
-        .target(name: "CPartitionSupport"),
-        .target(name: "PartitionDB", dependencies: ["CZstd", "CPartitionSupport"]),
-        .target(name: "Residency", dependencies: ["PartitionDB"]),
-        .executableTarget(
-            name: "pdb",
-            dependencies: [
-                "PartitionDB", "Residency",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
-        .testTarget(name: "PartitionDBTests", dependencies: ["PartitionDB"]),
-        .testTarget(name: "ResidencyTests", dependencies: ["Residency", "PartitionDB"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["PartitionDB", "Residency"]),
-    ]
+    products: engineOnly
+        ? [.library(name: "PartitionDB", targets: ["PartitionDB"])]
+        : [
+            .library(name: "PartitionDB", targets: ["PartitionDB"]),
+            .library(name: "Residency", targets: ["Residency"]),
+            .executable(name: "pdb", targets: ["pdb"]),
+        ],
+    dependencies: engineOnly
+        ? []
+        : [
+            .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+            .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+            .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+            .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+            .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+            .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+            .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+            .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        ],
+    targets: engineOnly ? engineTargets : engineTargets + hostTargets
 )

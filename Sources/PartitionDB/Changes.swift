@@ -1,6 +1,8 @@
-/// The exact changes of one commit: the page images it wrote. Applying the change sets of a
-/// partition in LSN order to a copy of it (same file id, restored from a backup) reproduces the
-/// partition page for page. Log shipping sends these. Layout on the wire: a later issue.
+/// The exact changes of one commit: the page images it wrote, sealed, as they are on disk.
+/// Applying the change sets of a partition in LSN order to a copy of it (same file id, restored
+/// from a backup) reproduces the partition page for page. Log shipping sends these, from
+/// `Partition.setCommitObserver` or `Partition.changes(after:)`. Layout on the wire: not defined
+/// here (spec/file-format.md#change-sets).
 public struct ChangeSet: Sendable, Equatable {
     public struct PageImage: Sendable, Equatable {
         public var number: UInt32
@@ -13,9 +15,11 @@ public struct ChangeSet: Sendable, Equatable {
     }
 
     public var lsn: LSN
+    /// The file id of the partition file the commit went to (`Partition.fileID`).
     public var fileID: [UInt8]
     /// The partition's page count after the commit.
     public var pageCount: UInt32
+    /// Every page the commit wrote, in page order, page 0 (the header) first.
     public var pages: [PageImage]
 
     public init(lsn: LSN, fileID: [UInt8], pageCount: UInt32, pages: [PageImage]) {
@@ -29,16 +33,23 @@ public struct ChangeSet: Sendable, Equatable {
 extension Partition {
     /// The change sets of every commit after `lsn`, in order, while the log still holds them (it
     /// holds commits since its last restart). Throws `changesNotRetained` otherwise.
+    ///
+    /// A direct commit's new pages are not in the log: they are read back from the partition
+    /// file, which holds them until a checkpoint copies a later commit's frame of one of them over
+    /// it; from then on that commit's change set is incomplete and the stream restarts after it,
+    /// as after a log restart. `setCommitObserver` has no such limit.
     public func changes(after lsn: LSN) throws -> [ChangeSet] {
         try exclusively {
             let pager = self.pager
             let latest = pager.latestSnapshot.header.lastLSN
             guard lsn < latest else { return [] }
             let commits = pager.retainedCommits()
-            // A commit that wrote pages straight into the partition file (`Options.directWritePages`)
-            // has no complete change set: the stream restarts after it, as after a log restart.
-            let direct = pager.stateLockedNewestDirectCommit()
-            let complete = commits.drop { commit in direct.map { commit.lsn <= $0 } ?? false }
+            // The direct commits the stream needs, and the newest of them whose pages have been
+            // overwritten in the file (the stream cannot start before its successor).
+            let direct = pager.stateLockedDirectCommits().filter { $0.lsn > lsn }
+            let directRuns = Dictionary(direct.map { ($0.lsn, $0.runs) }, uniquingKeysWith: { first, _ in first })
+            let incomplete = direct.last { pager.stateLockedIsAnyBackfilled($0.runs) }
+            let complete = commits.drop { commit in incomplete.map { commit.lsn <= $0.lsn } ?? false }
             guard let first = complete.first, first.lsn <= lsn.next else {
                 throw PartitionDBError.changesNotRetained(
                     partition: name, requestedAfter: lsn.rawValue,
@@ -57,6 +68,10 @@ extension Partition {
                     try Pager.verify(page, number: header.page, file: pager.wal.file.path)
                     set.pages.append(.init(number: header.page.rawValue, bytes: page.bytes))
                     if header.isCommit { set.pageCount = header.commitPageCount }
+                }
+                // The direct pages all lie above the logged ones (beyond the committed end).
+                for run in directRuns[commit.lsn] ?? [] {
+                    set.pages += try pager.readDirectPages(run)
                 }
                 result.append(set)
             }
@@ -95,7 +110,7 @@ extension Partition {
             guard header.region == region, header.name == current.name, header.fileID == current.fileID,
                 header.lastLSN == changes.lsn, header.pageCount == changes.pageCount
             else { throw mismatch("its header disagrees with this copy") }
-            try pager.commit(
+            try commitObserved(
                 pages.map { ($0.key, $0.value) }, header: header, durability: durability ?? options.durability)
             checkpointIfNeeded(pager)
         }
@@ -105,5 +120,25 @@ extension Partition {
 extension Pager {
     func retainedCommits() -> [(lsn: LSN, endFrame: Int)] {
         stateLockedCommits()
+    }
+
+    /// The pages of `run`, written by a direct commit, read back from the partition file (a
+    /// megabyte at a time) and verified. Called with the writer lock held, so no checkpoint
+    /// writes them meanwhile.
+    func readDirectPages(_ run: Range<UInt32>) throws -> [ChangeSet.PageImage] {
+        var images: [ChangeSet.PageImage] = []
+        images.reserveCapacity(run.count)
+        let batch = UInt32(max(1, (1 << 20) / pageSize))
+        for start in stride(from: run.lowerBound, to: run.upperBound, by: Int(batch)) {
+            let count = Int(min(batch, run.upperBound - start))
+            let bytes = try mainFile.read(at: UInt64(start) * UInt64(pageSize), count: count * pageSize)
+            for i in 0..<count {
+                let number = start + UInt32(i)
+                let image = Array(bytes[(i * pageSize)..<((i + 1) * pageSize)])
+                try Pager.verify(Page(bytes: image), number: PageNumber(number), file: mainFile.path)
+                images.append(.init(number: number, bytes: image))
+            }
+        }
+        return images
     }
 }

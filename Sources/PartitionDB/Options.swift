@@ -13,9 +13,10 @@ public struct Options: Sendable {
     /// A durable commit that adds at least this many pages beyond the partition's committed end
     /// writes those pages straight into the partition file (then syncs it) instead of into the
     /// log, and the log takes only the pages that existed before: a bulk load is written once,
-    /// not once to the log and again at the checkpoint. Such a commit's change set is not
-    /// retained (`changes(after:)` throws `changesNotRetained` for it), as PostgreSQL's
-    /// `wal_level = minimal` does for bulk loads. A durable commit that changes at least
+    /// not once to the log and again at the checkpoint, as PostgreSQL's `wal_level = minimal`
+    /// does for bulk loads. Such a commit's change set still holds every page (a commit observer
+    /// gets copies; `changes(after:)` reads them back from the partition file until a checkpoint
+    /// overwrites one of them). A durable commit that changes at least
     /// max(this, `autoCheckpointFrames`) existing pages, and at least 1/64 of the partition's,
     /// moves its changed nodes to new pages at the end of the file first (copy-on-write, as LMDB
     /// does), so it too is written once; the old pages are freed for later commits (while free

@@ -50,6 +50,8 @@ public final class Partition: @unchecked Sendable {
     private var isClosed = false
     /// Called once by `close()`, so the database forgets this handle and opens a fresh one.
     var onClose: (@Sendable () -> Void)? = nil
+    /// Guarded by `writerLock`: receives every commit's change set (`setCommitObserver`).
+    private var commitObserver: (@Sendable (ChangeSet) -> Void)? = nil
 
     init(
         name: String, region: Region, path: String, fileSystem: any FileSystem, pager: Pager, options: Options,
@@ -68,6 +70,14 @@ public final class Partition: @unchecked Sendable {
 
     /// The LSN of the newest commit.
     public var lastLSN: LSN { pager.latestSnapshot.header.lastLSN }
+
+    /// The file id of the partition file this handle now uses: 16 random bytes that every change
+    /// set carries and `apply` requires of a copy. `compact()` gives the partition a new file, with
+    /// a new file id, in place (the handle and its observer carry on): change sets from then on
+    /// carry the new id, copies made before refuse them (`changeStreamMismatch`), and a shipper
+    /// that sees the id change must seed its copies again from a backup. Spec:
+    /// file-format.md#change-sets
+    public var fileID: [UInt8] { pager.latestSnapshot.header.fileID }
 
     /// What opening this partition found and kept aside: set when recovery stopped at a damaged
     /// log frame that frames of later commits follow, so commits were dropped and a copy of the
@@ -127,7 +137,7 @@ public final class Partition: @unchecked Sendable {
     /// Appends the transaction's pages to the log; called with the writer lock held.
     private func commit(_ context: WriteContext, durability: Durability) throws {
         do {
-            try pager.commit(context.takePagesForCommit(), header: context.header, durability: durability)
+            try commitObserved(context.takePagesForCommit(), header: context.header, durability: durability)
         } catch let error as PartitionDBError {
             // A failed write or fsync leaves the disk in an unknown state: never retry it as if it
             // had worked (the PostgreSQL fsync lesson). Reopening runs recovery from what is on disk.
@@ -135,6 +145,40 @@ public final class Partition: @unchecked Sendable {
             throw error
         }
         checkpointIfNeeded(pager)
+    }
+
+    /// Commits `pages` through the pager, then hands the commit's change set to the observer, if
+    /// one is set (only then are the page images copied). Called with the writer lock held, by
+    /// `write` and `apply`, so the observer sees every commit, in LSN order, before the next one
+    /// starts; a commit that throws is not observed.
+    func commitObserved(_ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability)
+        throws
+    {
+        let observer = commitObserver
+        let images = try pager.commit(pages, header: header, durability: durability, capturingImages: observer != nil)
+        observer?(ChangeSet(lsn: header.lastLSN, fileID: header.fileID, pageCount: header.pageCount, pages: images))
+    }
+
+    /// Sets (or, with nil, removes) the function that receives the complete change set of every
+    /// later commit of this handle: `write`s (reserved tables included), direct and relocated
+    /// commits, and change sets `apply`ed to a copy, so a copy can itself be shipped from. The
+    /// observer runs on the committing thread, with the partition's writer lock held: once the
+    /// commit is published (and on disk, if `.durable`), before the automatic checkpoint, and
+    /// before the next commit can start. Change sets therefore arrive in LSN order with no gap;
+    /// a commit that fails or rolls back calls nothing. Every commit after this returns is
+    /// observed; a shipper seeds a copy with a backup taken after setting the observer and drops
+    /// the change sets at or below the backup's LSN.
+    ///
+    /// Keep the observer short (hand the set to a queue): the next commit waits for it. It must
+    /// not call back into this partition's writes, `apply`, `checkpoint`, `compact`, `close` or
+    /// `setCommitObserver` (they wait for the writer lock it runs under). Compaction is not a
+    /// commit and is not observed; the next change set carries the new `fileID`. The observer
+    /// belongs to this handle: `close()` ends it, and a restore with `replace` needs the old
+    /// handle closed, so a new handle starts without one. Spec: file-format.md#change-sets
+    public func setCommitObserver(_ observer: (@Sendable (ChangeSet) -> Void)?) {
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        commitObserver = observer
     }
 
     /// Runs the automatic checkpoint after a commit. The commit has succeeded whatever happens
@@ -229,6 +273,8 @@ public final class Partition: @unchecked Sendable {
             throw PartitionDBError.busy(partition: name, reason: "\(readers) read transactions are still running")
         }
         onClose?()
+        // What the observer holds (a shipper's queue) is let go with the handle.
+        commitObserver = nil
         defer { pager.releaseFiles() }
         // After an I/O error the partition file may lack commits that only the log holds: say so
         // (reopening recovers them) rather than close as if all were well.

@@ -89,9 +89,11 @@ final class Pager: @unchecked Sendable {
     }
     /// `Options.relocationPages`.
     let relocationPages: Int?
-    /// The newest commit of the current log generation that wrote pages straight into the
-    /// partition file: change sets up to it are incomplete. Written by the writer under `stateLock`.
-    private(set) var newestDirectCommit: LSN? = nil
+    /// The pages that direct commits of the current log generation wrote straight into the
+    /// partition file, as runs of page numbers, oldest commit first: `changes(after:)` reads them
+    /// back from there, where each stays until a checkpoint copies a later frame of it over it.
+    /// Written by the writer under `stateLock`; emptied when the log restarts.
+    private(set) var directCommits: [(lsn: LSN, runs: [Range<UInt32>])] = []
 
     /// Protects `latest`, `readers`, `isClosed`, `nextReaderID`, `cache`, and the log's index and
     /// counters.
@@ -372,7 +374,13 @@ final class Pager: @unchecked Sendable {
     // MARK: Committing
 
     /// Appends a commit to the log and makes it the newest snapshot. `pages` must include page 0.
-    func commit(_ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability) throws {
+    /// With `capturingImages`, returns a copy of every page the commit wrote, sealed, in page
+    /// order, the direct ones included (for `Partition.setCommitObserver`); else nothing.
+    @discardableResult
+    func commit(
+        _ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability,
+        capturingImages: Bool = false
+    ) throws -> [ChangeSet.PageImage] {
         // Sealed in place: the caller hands the pages over, so each is uniquely referenced and
         // sealing does not copy it. Each page is sealed right before it is written, while the
         // write can still find its bytes in the CPU's caches.
@@ -390,24 +398,36 @@ final class Pager: @unchecked Sendable {
         let firstNew = sealed.firstIndex { $0.0.rawValue >= committedEnd } ?? sealed.count
         let isDirect =
             durability == .durable && directWritePages.map { sealed.count - firstNew >= $0 } ?? false
+        var directRuns: [Range<UInt32>] = []
+        let written = PagesToRelease()
         if isDirect {
             try writeToPartitionFile(&sealed, firstNew..<sealed.count, sealing: true)
             stateLock.withLock {
                 for i in firstNew..<sealed.count { cache.mainPages.remove(sealed[i].0.rawValue) }
             }
+            directRuns = Pager.runs(of: sealed[firstNew...].lazy.map { $0.0.rawValue })
             // The kernel holds their bytes now: the pages' memory is freed on another thread
             // while the sync waits for the disk (tens of thousands of `free`s, a tenth of a
-            // second of a bulk load's commit).
-            let written = PagesToRelease()
+            // second of a bulk load's commit). An observer's copy of them is made there too,
+            // each page freed as soon as it is copied, so the copy costs the commit little time
+            // and memory holds each page once.
             written.pages.reserveCapacity(sealed.count - firstNew)
             while sealed.count > firstNew { written.pages.append(sealed.removeLast()) }
-            Pager.releaseQueue.async { written.pages = [] }
+            Pager.releaseQueue.async {
+                if capturingImages {
+                    written.images.reserveCapacity(written.pages.count)
+                    while let (number, page) = written.pages.popLast() {
+                        written.images.append(.init(number: number.rawValue, bytes: page.bytes))
+                    }
+                }
+                written.pages = []
+            }
             try syncPartitionFile()
         }
         for i in sealed.indices { sealed[i].1.seal(number: sealed[i].0) }
         try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: durability == .durable)
         stateLock.withLock {
-            if isDirect { newestDirectCommit = header.lastLSN }
+            if isDirect { directCommits.append((header.lastLSN, directRuns)) }
             let firstFrame = wal.frameCount
             for (i, (number, page)) in sealed.enumerated() {
                 let frame = firstFrame + i
@@ -422,6 +442,28 @@ final class Pager: @unchecked Sendable {
             latest = Snapshot(
                 generation: wal.generation, frameLimit: wal.frameCount, header: header, frames: frameImages)
         }
+        guard capturingImages else { return [] }
+        var images = sealed.map { ChangeSet.PageImage(number: $0.0.rawValue, bytes: $0.1.bytes) }
+        if isDirect {
+            // The copy is done when the queue (serial) has run it; the logged pages are all below
+            // the direct ones, so appending keeps page order.
+            Pager.releaseQueue.sync {}
+            images += written.images
+        }
+        return images
+    }
+
+    /// Consecutive numbers in `numbers` (ascending) joined into runs.
+    private static func runs(of numbers: some Sequence<UInt32>) -> [Range<UInt32>] {
+        var runs: [Range<UInt32>] = []
+        for number in numbers {
+            if let last = runs.last, last.upperBound == number {
+                runs[runs.count - 1] = last.lowerBound..<number + 1
+            } else {
+                runs.append(number..<number + 1)
+            }
+        }
+        return runs
     }
 
     var needsCheckpoint: Bool {
@@ -480,7 +522,7 @@ final class Pager: @unchecked Sendable {
                 pdb_u64_store(newestFrames + Int(page), 0)
             }
             wal.restart()
-            newestDirectCommit = nil
+            directCommits = []
             pdb_u64_store(atomics, wal.generation)
             cache.frames = TwoGenerationCache(capacity: cache.frames.capacity)
             frameImages = FrameImages(generation: wal.generation, capacity: keptFrames)
@@ -555,9 +597,11 @@ final class Pager: @unchecked Sendable {
     }
 }
 
-/// Pages handed to `Pager.releaseQueue` to be freed there; nothing else refers to them.
+/// Pages handed to `Pager.releaseQueue` to be freed there; nothing else refers to them. Their
+/// copies for an observer, made there too, are read after the queue has run (`sync`).
 private final class PagesToRelease: @unchecked Sendable {
     var pages: [(PageNumber, Page)] = []
+    var images: [ChangeSet.PageImage] = []
 }
 
 extension Pager {
@@ -575,8 +619,17 @@ extension Pager {
         stateLock.withLock { wal.commits }
     }
 
-    func stateLockedNewestDirectCommit() -> LSN? {
-        stateLock.withLock { newestDirectCommit }
+    /// `directCommits`, taken under the state lock.
+    func stateLockedDirectCommits() -> [(lsn: LSN, runs: [Range<UInt32>])] {
+        stateLock.withLock { directCommits }
+    }
+
+    /// Whether a checkpoint of this log generation has copied a frame of a page in `runs` into
+    /// the partition file, so the file no longer holds what a direct commit wrote there before.
+    func stateLockedIsAnyBackfilled(_ runs: [Range<UInt32>]) -> Bool {
+        stateLock.withLock {
+            runs.contains { run in run.contains { wal.latestFrame(of: PageNumber($0), below: wal.backfilled) != nil } }
+        }
     }
 
     /// `WriteAheadLog.latestFrame`, taken under the state lock (for `check()`).

@@ -399,7 +399,7 @@ final class Pager: @unchecked Sendable {
         let isDirect =
             durability == .durable && directWritePages.map { sealed.count - firstNew >= $0 } ?? false
         var directRuns: [Range<UInt32>] = []
-        let written = PagesToRelease()
+        var direct: PagesToRelease? = nil
         if isDirect {
             try writeToPartitionFile(&sealed, firstNew..<sealed.count, sealing: true)
             stateLock.withLock {
@@ -411,6 +411,8 @@ final class Pager: @unchecked Sendable {
             // second of a bulk load's commit). An observer's copy of them is made there too,
             // each page freed as soon as it is copied, so the copy costs the commit little time
             // and memory holds each page once.
+            let written = PagesToRelease()
+            direct = written
             written.pages.reserveCapacity(sealed.count - firstNew)
             while sealed.count > firstNew { written.pages.append(sealed.removeLast()) }
             Pager.releaseQueue.async {
@@ -444,11 +446,12 @@ final class Pager: @unchecked Sendable {
         }
         guard capturingImages else { return [] }
         var images = sealed.map { ChangeSet.PageImage(number: $0.0.rawValue, bytes: $0.1.bytes) }
-        if isDirect {
+        if let direct {
             // The copy is done when the queue (serial) has run it; the logged pages are all below
             // the direct ones, so appending keeps page order.
             Pager.releaseQueue.sync {}
-            images += written.images
+            assert(direct.images.count == directRuns.reduce(0) { $0 + $1.count }, "a direct page was not copied")
+            images += direct.images
         }
         return images
     }

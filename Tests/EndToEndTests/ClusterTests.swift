@@ -50,7 +50,7 @@ final class ClusterTests: PDBTestCase {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             if try remote("info", host).status == 0 { return }
-            XCTAssertTrue(process.isRunning, "\(host) exited: \(try String(contentsOf: log, encoding: .utf8))")
+            XCTAssertTrue(process.isRunning, "\(host) exited: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
             if !process.isRunning { return }
             usleep(100_000)
         }
@@ -181,6 +181,87 @@ final class ClusterTests: PDBTestCase {
         XCTAssertEqual(try hello(target, tls: expired, partition: "users"), "connection")
         let status = try remote("replication status", "eu-1", "--json")
         XCTAssertGreaterThanOrEqual(try status.object()["refusals"] as? Int ?? 0, 2)
+    }
+
+    func testAReplicaBehindTheRetainedLogOrNewCatchesUpBySnapshotWhileWritesGoOn() throws {
+        try layOut()
+        // A small retention bound on the primary: a few commits' pages.
+        try editConfig("eu-1") { $0["retention"] = ["max_bytes": 60_000, "max_age_seconds": 3_600] }
+        try start("eu-1")
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        // eu-2 has no copy of users yet (only a primary creates a partition): it joins by
+        // snapshot while a writer goes on.
+        let writer = Thread {
+            for i in 0..<40 { _ = try? self.remote("put", "eu-1", "users", "t", "w\(i)", "v\(i)", "--owner", "alice") }
+        }
+        writer.start()
+        try start("eu-2")
+        while writer.isExecuting || !writer.isFinished { usleep(50_000) }
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        // Behind the bound: killed, then more commits than the primary keeps.
+        stop("eu-2", signal: SIGKILL)
+        for i in 0..<30 { assertExit(try remote("put", "eu-1", "users", "t", "x\(i)", "v\(i)", "--owner", "alice"), 0) }
+        try start("eu-2")
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        let status = try remote("replication status", "eu-1", "--json")
+        let partitions = try XCTUnwrap(try status.object()["partitions"] as? [[String: Any]])
+        let users = try XCTUnwrap(partitions.first { $0["name"] as? String == "users" })
+        let replica = try XCTUnwrap((users["replicas"] as? [[String: Any]])?.first)
+        XCTAssertGreaterThanOrEqual(replica["snapshots_sent"] as? Int ?? 0, 2, "\(replica)")
+        XCTAssertLessThanOrEqual(users["retained_bytes"] as? Int ?? .max, 60_000 + 20_000)
+    }
+
+    func testServeRefusesBadConfigurationsAndStopsCleanlyOnSIGTERM() throws {
+        try layOut()
+        let file = "\(cluster)/hosts/eu-1/config.json"
+        try editConfig("eu-1") { $0["colour"] = "blue" }
+        var refused = try run(["serve", "--config", file], timeout: 30)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("config.json: colour is not a known key"), refused.stderr)
+        try editConfig("eu-1") {
+            $0.removeValue(forKey: "colour")
+            var partitions = $0["partitions"] as! [String: Any]
+            partitions["users"] = ["primary": "eu-1", "replicas": ["eu-2", "us-1"]]
+            $0["partitions"] = partitions
+        }
+        refused = try run(["serve", "--config", file], timeout: 30)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("places the partition on us-1 of region us"), refused.stderr)
+        try editConfig("eu-1") {
+            var partitions = $0["partitions"] as! [String: Any]
+            partitions["users"] = ["primary": "eu-1", "replicas": ["eu-2"]]
+            $0["partitions"] = partitions
+            $0["listen"] = "127.0.0.1:http"
+        }
+        refused = try run(["serve", "--config", file], timeout: 30)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("listen must be HOST:PORT"), refused.stderr)
+        try editConfig("eu-1") { $0["listen"] = "127.0.0.1:\(self.basePort)" }
+
+        try start("eu-1")
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        assertExit(try remote("put", "eu-1", "users", "t", "k", "v", "--owner", "alice"), 0)
+        let process = try XCTUnwrap(servers["eu-1"])
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .exit)
+        XCTAssertEqual(process.terminationStatus, 0)
+        // The database was closed: the directory opens (no lock held) and holds the commit.
+        let data = "\(cluster)/hosts/eu-1/data"
+        let read = try pdb("get", data, "users", "t", "k")
+        assertExit(read, 0)
+        XCTAssertEqual(read.stdout, "v\n")
+        assertExit(try pdb("check", data), 0)
+    }
+
+    /// Rewrites a host's config file through `edit` on its JSON object.
+    private func editConfig(_ host: String, _ edit: (inout [String: Any]) -> Void) throws {
+        let file = "\(cluster)/hosts/\(host)/config.json"
+        var object = try XCTUnwrap(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        edit(&object)
+        try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            .write(to: URL(fileURLWithPath: file))
     }
 
     /// Sends a replication hello with the certificate in `tls`; returns the refusal's code, or

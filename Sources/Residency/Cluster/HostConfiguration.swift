@@ -10,12 +10,23 @@ public struct HostConfiguration: Sendable, Equatable {
     public struct Peer: Sendable, Equatable {
         public var region: Region
         public var address: HostAddress
+
+        public init(region: Region, address: HostAddress) {
+            self.region = region
+            self.address = address
+        }
     }
 
     public struct PartitionPlacement: Sendable, Equatable {
         public var name: String
         public var primary: String
         public var replicas: [String]
+
+        public init(name: String, primary: String, replicas: [String]) {
+            self.name = name
+            self.primary = primary
+            self.replicas = replicas
+        }
     }
 
     public struct Retention: Sendable, Equatable {
@@ -23,6 +34,8 @@ public struct HostConfiguration: Sendable, Equatable {
         public var maxBytes: UInt64 = 256 << 20
         /// The oldest shipped log kept, in seconds.
         public var maxAgeSeconds: UInt64 = 86_400
+
+        public init() {}
     }
 
     public static let version = 1
@@ -38,6 +51,22 @@ public struct HostConfiguration: Sendable, Equatable {
     /// In the file's order of names (sorted: JSON objects have no order).
     public var partitions: [PartitionPlacement]
     public var retention: Retention
+
+    public init(
+        file: String, host: String, region: Region, dataDirectory: String, tlsDirectory: String, listen: HostAddress,
+        metricsListen: HostAddress?, hosts: [String: Peer], partitions: [PartitionPlacement], retention: Retention
+    ) {
+        self.file = file
+        self.host = host
+        self.region = region
+        self.dataDirectory = dataDirectory
+        self.tlsDirectory = tlsDirectory
+        self.listen = listen
+        self.metricsListen = metricsListen
+        self.hosts = hosts
+        self.partitions = partitions
+        self.retention = retention
+    }
 
     public var identity: PeerIdentity { .host(id: host, region: region) }
 

@@ -20,11 +20,11 @@ extension ClusterHost {
             channel.channel.close(promise: nil)
         }
         do {
-            try await handshake.get()
-            timeout.cancel()
-            let peer = try await TLSFiles.peerIdentity(of: channel.channel)
-            let connection = FrameConnection(peer: peer, channel: channel)
-            try await connection.run { inbound, outbound in
+            try await channel.executeThenClose { inbound, outbound in
+                try await handshake.get()
+                timeout.cancel()
+                let peer = try await TLSFiles.peerIdentity(of: channel.channel)
+                let connection = FrameConnection(peer: peer, channel: channel)
                 var frames = inbound.makeAsyncIterator()
                 guard let first = try await frames.next() else { return }
                 switch first.message {
@@ -127,9 +127,22 @@ extension ClusterHost {
         }
         defer { figures.values.withLock { $0.state = "disconnected" } }
         let sent = ManagedAtomicLSN()
+        let channel = connection.channel.channel
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            // Acknowledgements come back while batches go out.
+            // Batches go out from a task of their own; a failure there closes the connection,
+            // which ends the reading of acknowledgements here.
             tasks.addTask {
+                do {
+                    try await self.stream(
+                        name, log: log, to: outbound, figures: figures, sent: sent, fileID: fileID,
+                        replicaLSN: replicaLSN)
+                } catch {
+                    figures.values.withLock { $0.lastError = "\(error)" }
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
+            do {
                 var frames = frames
                 while let frame = try await frames.next() {
                     switch frame.message {
@@ -145,22 +158,15 @@ extension ClusterHost {
                     }
                 }
                 throw ResidencyError.connection(address: replica, reason: "the replica closed the stream")
-            }
-            tasks.addTask {
-                try await self.stream(
-                    name, log: log, to: outbound, figures: figures, sent: sent, fileID: fileID, replicaLSN: replicaLSN)
-            }
-            do {
-                try await tasks.next()
             } catch {
                 tasks.cancelAll()
-                figures.values.withLock { $0.lastError = "\(error)" }
+                for log in [log] { log.wakeAll() }
+                figures.values.withLock { $0.lastError = $0.lastError ?? "\(error)" }
                 logger.info(
                     "replica stream ended",
                     metadata: ["partition": "\(name)", "replica": "\(replica)", "reason": "\(error)"])
                 throw error
             }
-            tasks.cancelAll()
         }
     }
 

@@ -65,6 +65,12 @@ final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
         promise.fail(ResidencyError.connection(address: "peer", reason: "closed during the TLS handshake"))
         context.fireChannelInactive()
     }
+
+    /// A connection torn down before it was active still completes the promise (a completed
+    /// promise ignores a second result).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        promise.fail(ResidencyError.connection(address: "peer", reason: "closed during the TLS handshake"))
+    }
 }
 
 public enum FrameTransport {
@@ -97,9 +103,15 @@ public enum FrameTransport {
                             channel, tls: try NIOSSLClientHandler(context: tls.clientContext, serverHostname: nil))
                     }
                 }
-            try await handshake.get()
-            let peer = try await TLSFiles.peerIdentity(of: channel.channel)
-            return FrameConnection(peer: peer, channel: channel)
+            do {
+                try await handshake.get()
+                let peer = try await TLSFiles.peerIdentity(of: channel.channel)
+                return FrameConnection(peer: peer, channel: channel)
+            } catch {
+                // An async channel must be finished, even one that never carried a frame.
+                try? await channel.executeThenClose { _, _ in }
+                throw error
+            }
         } catch let error as ResidencyError {
             throw error
         } catch {

@@ -191,8 +191,10 @@ final class ClusterTests: PDBTestCase {
         assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
         // eu-2 has no copy of users yet (only a primary creates a partition): it joins by
         // snapshot while a writer goes on.
+        // The writer only runs child processes; the test waits for it before touching anything.
+        nonisolated(unsafe) let test = self
         let writer = Thread {
-            for i in 0..<40 { _ = try? self.remote("put", "eu-1", "users", "t", "w\(i)", "v\(i)", "--owner", "alice") }
+            for i in 0..<40 { _ = try? test.remote("put", "eu-1", "users", "t", "w\(i)", "v\(i)", "--owner", "alice") }
         }
         writer.start()
         try start("eu-2")

@@ -76,6 +76,23 @@ final class ProtocolTests: XCTestCase {
         XCTAssertThrowsError(try Frame.decode(resealed(bytes) { $0.insert(9, at: 21) }))
     }
 
+    func testALongRefusalIsCutAtACharacterBoundary() throws {
+        let long = String(repeating: "é", count: 40_000)
+        let frame = try Frame.decode(Frame(epoch: 1, .refusal(code: "x", message: long)).encoded())
+        guard case .refusal(_, let message) = frame.message else { return XCTFail("not a refusal") }
+        XCTAssertEqual(message, String(repeating: "é", count: 32_768))
+        // Bytes that are not UTF-8 in a refusal are refused, not repaired.
+        var payload = ByteWriter()
+        payload.short([0xE5, 0xE5])
+        payload.long([])
+        var body = [MessageType.refusal.rawValue] + withUnsafeBytes(of: UInt64(1).bigEndian) { Array($0) }
+        body += payload.bytes
+        let bytes =
+            withUnsafeBytes(of: UInt32(body.count + 4).bigEndian) { Array($0) } + body
+            + withUnsafeBytes(of: CRCForTests.crc32c(body).bigEndian) { Array($0) }
+        XCTAssertThrowsError(try Frame.decode(bytes))
+    }
+
     func testBatchesAreCheckedWhole() throws {
         let good = try ChangeBatch.message([change(5), change(6)])
         guard case .batch(let fileID, let first, let count, let length, let compressed) = good else {

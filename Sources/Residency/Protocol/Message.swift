@@ -103,6 +103,20 @@ public enum Message: Equatable, Sendable {
     case heartbeat(lastLSN: UInt64, sentMilliseconds: UInt64)
 
     public static let protocolVersion: UInt16 = 1
+    /// The most bytes of a refusal's message (longer ones are cut when sent).
+    static let maxRefusalMessage = 65_536
+
+    /// The UTF-8 of `text`, cut to at most `limit` bytes at a character boundary, so that what
+    /// is sent still decodes.
+    static func utf8Prefix(_ text: String, _ limit: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for scalar in text.unicodeScalars {
+            let encoded = Array(String(scalar).utf8)
+            guard bytes.count + encoded.count <= limit else { break }
+            bytes += encoded
+        }
+        return bytes
+    }
     /// The most arguments of a request, and the most bytes of a request's input.
     public static let maxArguments = 4096
     public static let maxInput = Frame.maxLength - 1 << 20
@@ -153,8 +167,8 @@ public enum Message: Equatable, Sendable {
         case .acknowledgement(let lsn):
             writer.u64(lsn)
         case .refusal(let code, let message):
-            writer.short(Array(code.utf8.prefix(255)))
-            writer.long(Array(message.utf8.prefix(65_536)))
+            writer.short(Message.utf8Prefix(code, 255))
+            writer.long(Message.utf8Prefix(message, Message.maxRefusalMessage))
         case .request(let arguments, let input):
             writer.u32(UInt32(arguments.count))
             for argument in arguments { writer.long(Array(argument.utf8)) }
@@ -204,8 +218,12 @@ public enum Message: Equatable, Sendable {
         case .acknowledgement:
             return .acknowledgement(durableLSN: try reader.u64())
         case .refusal:
-            let code = String(decoding: try reader.short(), as: UTF8.self)
-            return .refusal(code: code, message: String(decoding: try reader.long(), as: UTF8.self))
+            let code = try reader.text()
+            let bytes = try reader.long()
+            guard bytes.count <= maxRefusalMessage, let message = String(validating: bytes, as: UTF8.self) else {
+                throw ResidencyError.malformedMessage(reason: "a refusal's message is not UTF-8 of at most 64 KiB")
+            }
+            return .refusal(code: code, message: message)
         case .request:
             let count = Int(try reader.u32())
             guard count <= maxArguments else {

@@ -9,7 +9,15 @@ if [ $# -ne 1 ] || [ ! -x "$1" ]; then
 fi
 pdb="$1"
 work="$(mktemp -d "${TMPDIR:-/tmp}/pdb-demo.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+servers=()
+# Stops the hosts the tour started (SIGTERM: each closes its database), then removes the files.
+cleanup() {
+    local pid
+    for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${servers[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 db="$work/eu-host"
 step=0
 
@@ -115,4 +123,35 @@ run del "$db" users orders alice/0002
 run compact "$db" users
 run check "$db" users
 
-printf '\nTour finished; removing %s\n' "$work"
+heading "A cluster on this machine: eu-1 and eu-2 in region eu, us-1 in region us"
+port=$((17000 + RANDOM % 400 * 10))
+run cluster init "$work/cluster" --regions eu:2,us:1 --base-port "$port"
+export PDB_TLS="$work/cluster/operator"
+for host in eu-1 eu-2 us-1; do
+    "$pdb" serve --config "$work/cluster/hosts/$host/config.json" 2>"$work/$host.log" &
+    servers+=($!)
+done
+eu1="pdb://127.0.0.1:$port" eu2="pdb://127.0.0.1:$((port + 1))" us1="pdb://127.0.0.1:$((port + 2))"
+for address in "$eu1" "$eu2" "$us1"; do
+    for _ in $(seq 1 100); do "$pdb" info "$address" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+echo "(three pdb serve processes started; PDB_TLS points pdb at the operator certificate)"
+
+heading "Write on eu's primary over mutual TLS; the replica eu-2 receives every commit"
+run home set "$eu1" alice eu
+run put "$eu1" users profiles alice '{"name":"Alice"}' --owner alice
+for _ in $(seq 1 100); do
+    [[ "$("$pdb" checksum "$eu1" users --json)" == "$("$pdb" checksum "$eu2" users --json)" ]] && break
+    sleep 0.1
+done
+run get "$eu2" users profiles alice
+run checksum "$eu1" users
+run checksum "$eu2" users
+refused put "$eu2" users profiles alice changed --owner alice
+
+heading "The directory crosses the border, eu's users partition does not"
+run home get "$us1" alice
+refused get "$us1" users profiles alice
+run replication status "$eu1"
+
+printf '\nTour finished; stopping the hosts and removing %s\n' "$work"

@@ -266,6 +266,45 @@ final class ClusterTests: PDBTestCase {
             .write(to: URL(fileURLWithPath: file))
     }
 
+    func testThroughAFaultyNetworkTheReplicaAlwaysEndsIdentical() throws {
+        try layOut()
+        let primaryPort = basePort
+        let proxy = try FaultProxy(upstreamPort: primaryPort)
+        defer { proxy.stop() }
+        // eu-2 reaches eu-1 only through the proxy; the identity check is on the certificate.
+        try editConfig("eu-2") {
+            var hosts = $0["hosts"] as! [String: Any]
+            hosts["eu-1"] = ["region": "eu", "address": "127.0.0.1:\(proxy.port)"]
+            $0["hosts"] = hosts
+            $0["peer_timeout_seconds"] = 2
+        }
+        try editConfig("eu-1") { $0["peer_timeout_seconds"] = 2 }
+        try start("eu-1")
+        try start("eu-2")
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        let modes: [FaultProxy.Mode] = [
+            .delay(milliseconds: 30), .cutAfter(bytes: 700), .drop, .blackHole, .cutAfter(bytes: 5_000), .pass,
+        ]
+        for (round, mode) in modes.enumerated() {
+            proxy.set(mode)
+            let lines = (0..<50).map {
+                #"{"op":"put","table":"t","key":"r\#(round)-\#($0)","value":"\#(String(repeating: "v", count: 300))","owner":"alice"}"#
+            }
+            assertExit(
+                try remote("apply", "eu-1", "users", stdin: (lines + [#"{"op":"commit"}"#]).joined(separator: "\n")), 0)
+            for i in 0..<5 {
+                assertExit(try remote("put", "eu-1", "users", "t", "s\(round)-\(i)", "x", "--owner", "alice"), 0)
+            }
+            // Whatever the network did, the copy is a committed state: it opens and reads.
+            assertExit(try remote("info", "eu-2", "users"), 0)
+            proxy.set(.pass)
+            try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        }
+        XCTAssertGreaterThan(proxy.connections, 3, "the faults never made the replica reconnect")
+        stop("eu-2")
+        assertExit(try pdb("check", "\(cluster)/hosts/eu-2/data"), 0)
+    }
+
     /// Sends a replication hello with the certificate in `tls`; returns the refusal's code, or
     /// `connection` when no TLS session came about, or `accepted`.
     private func hello(_ address: HostAddress, tls: String, partition: String) throws -> String {

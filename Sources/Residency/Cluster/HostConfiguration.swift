@@ -51,6 +51,8 @@ public struct HostConfiguration: Sendable, Equatable {
     /// In the file's order of names (sorted: JSON objects have no order).
     public var partitions: [PartitionPlacement]
     public var retention: Retention
+    /// Seconds of silence after which a replication stream is closed and connected anew.
+    public var peerTimeoutSeconds: UInt64 = 10
 
     public init(
         file: String, host: String, region: Region, dataDirectory: String, tlsDirectory: String, listen: HostAddress,
@@ -100,7 +102,7 @@ public struct HostConfiguration: Sendable, Equatable {
             top, at: "",
             [
                 "version", "host", "region", "data_directory", "tls_directory", "listen", "metrics_listen", "hosts",
-                "partitions", "retention",
+                "partitions", "retention", "peer_timeout_seconds",
             ])
         let version = try reader.integer(top, "version", at: "")
         guard version == UInt64(Self.version) else {
@@ -178,11 +180,20 @@ public struct HostConfiguration: Sendable, Equatable {
                 retention.maxAgeSeconds = try reader.integer(entry, "max_age_seconds", at: "retention")
             }
         }
-        return HostConfiguration(
+        var peerTimeout: UInt64 = 10
+        if top["peer_timeout_seconds"] != nil {
+            peerTimeout = try reader.integer(top, "peer_timeout_seconds", at: "")
+            guard (2...3_600).contains(peerTimeout) else {
+                throw reader.bad("peer_timeout_seconds", "must be 2 to 3600 (a heartbeat goes every second)")
+            }
+        }
+        var configuration = HostConfiguration(
             file: file, host: host, region: region,
             dataDirectory: resolve(try reader.string(top, "data_directory", at: "")),
             tlsDirectory: resolve(try reader.string(top, "tls_directory", at: "")), listen: listen,
             metricsListen: metrics, hosts: hosts, partitions: placements, retention: retention)
+        configuration.peerTimeoutSeconds = peerTimeout
+        return configuration
     }
 
     /// The file's JSON form (what `pdb cluster init` writes); `load` of it gives this value back
@@ -195,6 +206,7 @@ public struct HostConfiguration: Sendable, Equatable {
             "partitions": Dictionary(
                 uniqueKeysWithValues: partitions.map { ($0.name, ["primary": $0.primary, "replicas": $0.replicas]) }),
             "retention": ["max_bytes": retention.maxBytes, "max_age_seconds": retention.maxAgeSeconds],
+            "peer_timeout_seconds": peerTimeoutSeconds,
         ]
         if let metricsListen { root["metrics_listen"] = metricsListen.description }
         let data = try! JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])

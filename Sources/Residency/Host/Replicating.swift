@@ -55,6 +55,7 @@ extension ClusterHost {
                 code: "identity_mismatch",
                 message: "\(primary.address) is \(connection.peer), not \(placement.primary), the primary of \(name)")
         }
+        try await connection.closeWhenIdle(after: .seconds(Int64(configuration.peerTimeoutSeconds)))
         // The region a copy of this partition may have here: the border, checked on every start.
         let allowedRegion = name == Database.globalPartitionName ? Region.global.name : configuration.region.name
         try await connection.run { inbound, outbound in
@@ -121,7 +122,11 @@ extension ClusterHost {
                     local.lsn = newest
                     try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: newest)))
                 case .heartbeat:
-                    continue
+                    // Answered while streaming, so the primary hears from an idle replica too
+                    // (the LSN is then one the primary has sent).
+                    if streaming {
+                        try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: local.lsn)))
+                    }
                 case .refusal(let code, let message):
                     throw ResidencyError.refused(code: code, message: message)
                 default:

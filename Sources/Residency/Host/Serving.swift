@@ -120,6 +120,7 @@ extension ClusterHost {
                 connection, outbound, code: "identity_mismatch",
                 "the configuration says \(replica) is of another region than its certificate", partition: name)
         }
+        try await connection.closeWhenIdle(after: .seconds(Int64(configuration.peerTimeoutSeconds)))
         logger.info("replica connected", metadata: ["partition": "\(name)", "replica": "\(replica)"])
         figures.values.withLock {
             $0.state = "connected"
@@ -230,6 +231,16 @@ extension ClusterHost {
         let path = (NSTemporaryDirectory() as NSString).appendingPathComponent(
             "pdb-snapshot-\(configuration.host)-\(name)-\(UUID().uuidString).backup")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        // Heartbeats go out while the backup is taken (a large partition takes seconds), so the
+        // replica does not take the silence for a dead connection.
+        let keepalive = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(1))
+                let milliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
+                try await outbound.write(Frame(epoch: epoch, .heartbeat(lastLSN: 0, sentMilliseconds: milliseconds)))
+            }
+        }
+        defer { keepalive.cancel() }
         let (fileID, region, summary): ([UInt8], String, BackupSummary) = try await pool.runIfActive {
             let partition = try self.database.partition(name)
             // A compaction between reading the file id and the backup would pair the wrong two:
@@ -240,6 +251,8 @@ extension ClusterHost {
                 if partition.fileID == before { return (before, partition.region.name, summary) }
             }
         }
+        keepalive.cancel()
+        _ = await keepalive.result
         guard let file = FileHandle(forReadingAtPath: path) else {
             throw ResidencyError.connection(address: path, reason: "the snapshot just written cannot be read")
         }

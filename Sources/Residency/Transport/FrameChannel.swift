@@ -17,6 +17,28 @@ public struct FrameConnection: Sendable {
     }
 
     public var remoteAddress: String { channel.channel.remoteAddress?.description ?? "unknown" }
+
+    /// Closes the connection when nothing arrives for `timeout`: a replication stream, where
+    /// each side hears from the other at least every second (batches or heartbeats one way,
+    /// acknowledgements the other), so that a black-holed network ends the stream and the
+    /// replica connects anew. (Not for operator commands, which may run longer in silence.)
+    func closeWhenIdle(after timeout: TimeAmount) async throws {
+        try await channel.channel.pipeline.addHandlers(
+            [IdleStateHandler(readTimeout: timeout), IdleCloser()], position: .first)
+    }
+}
+
+/// Closes the channel on `IdleStateHandler`'s read timeout.
+final class IdleCloser: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
 }
 
 /// Decodes frames (`FrameDecoder`) from TLS plaintext, and encodes them back.

@@ -52,7 +52,7 @@ struct PDB: ParsableCommand {
     }
 
     /// Whether `--json` appears among the options (before a `--` that ends them).
-    private static func wantsJSON(_ arguments: [String]) -> Bool {
+    static func wantsJSON(_ arguments: [String]) -> Bool {
         for argument in arguments {
             if argument == "--" { return false }
             if argument == "--json" { return true }

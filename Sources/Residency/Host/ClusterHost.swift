@@ -197,8 +197,8 @@ public final class ClusterHost: Sendable {
                         lagCommits: figures.newest > values.durableLSN ? figures.newest - values.durableLSN : 0,
                         lagBytes: UInt64(lag.bytes), lagMilliseconds: UInt64(lag.milliseconds),
                         bytesShipped: values.bytesShipped,
-                        compressionRatioPercent: values.bytesShipped == 0
-                            ? 0 : values.pageBytesShipped * 100 / values.bytesShipped,
+                        compressionRatioPercent: values.batchBytesShipped == 0
+                            ? 0 : values.pageBytesShipped * 100 / values.batchBytesShipped,
                         snapshotsSent: values.snapshotsSent, lastError: values.lastError)
                 }
                 partitions.append(

@@ -161,7 +161,7 @@ extension ClusterHost {
                 throw ResidencyError.connection(address: replica, reason: "the replica closed the stream")
             } catch {
                 tasks.cancelAll()
-                for log in [log] { log.wakeAll() }
+                log.wakeAll()
                 figures.values.withLock { $0.lastError = $0.lastError ?? "\(error)" }
                 logger.info(
                     "replica stream ended",
@@ -176,17 +176,14 @@ extension ClusterHost {
         sent: ManagedAtomicLSN, fileID: [UInt8], replicaLSN: UInt64
     ) async throws {
         var position: UInt64
-        var currentFile = log.figures.fileID
-        if fileID == currentFile, case .notRetained = log.read(fileID: fileID, after: replicaLSN, maxBytes: 0) {
+        if case .notRetained = log.read(fileID: fileID, after: replicaLSN, maxBytes: 0) {
             position = try await sendSnapshot(name, to: outbound, figures: figures)
-        } else if fileID == currentFile {
+        } else {
             position = replicaLSN
             let region = try database.partition(name).region.name
             try await outbound.write(Frame(epoch: epoch, .streamStart(fileID: fileID, region: region, after: position)))
-        } else {
-            position = try await sendSnapshot(name, to: outbound, figures: figures)
         }
-        currentFile = log.figures.fileID
+        var currentFile = log.figures.fileID
         sent.value = position
         figures.values.withLock { $0.state = "streaming" }
         var lastSend = ContinuousClock.now
@@ -195,13 +192,16 @@ extension ClusterHost {
             case .changes(let changes):
                 let message = try ChangeBatch.message(changes)
                 let frame = Frame(epoch: epoch, message)
-                let bytes = frame.encoded().count
+                guard case .batch(let batchFile, _, _, _, let compressed) = message else { preconditionFailure() }
+                // The frame's size without encoding it twice: overhead, file id, LSN, count, length.
+                let bytes = Frame.overhead + 1 + batchFile.count + 16 + compressed.count
                 position = changes.last!.lsn.rawValue
                 sent.value = position
                 try await outbound.write(frame)
                 let pageBytes = changes.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.bytes.count } }
                 figures.values.withLock {
                     $0.bytesShipped += UInt64(bytes)
+                    $0.batchBytesShipped += UInt64(bytes)
                     $0.pageBytesShipped += UInt64(pageBytes)
                 }
                 lastSend = .now
@@ -274,7 +274,6 @@ extension ClusterHost {
         figures.values.withLock {
             $0.snapshotsSent += 1
             $0.bytesShipped += sentBytes
-            $0.pageBytesShipped += summary.bytes
         }
         logger.info("snapshot sent", metadata: ["partition": "\(name)", "lsn": "\(summary.lsn)", "bytes": "\(size)"])
         return summary.lsn.rawValue

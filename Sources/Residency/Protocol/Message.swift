@@ -22,14 +22,15 @@ public struct Frame: Equatable, Sendable {
     /// The frame's bytes: length (u32), type (u8), epoch (u64), payload, CRC-32C (u32) of type,
     /// epoch and payload. All integers big-endian.
     public func encoded() -> [UInt8] {
-        var payload = ByteWriter()
-        message.encodePayload(into: &payload)
+        // One buffer: the length is patched in once the payload is written in place (a batch's
+        // compressed bytes are copied once).
         var frame = ByteWriter()
-        frame.bytes.reserveCapacity(payload.bytes.count + Frame.overhead)
-        frame.u32(UInt32(1 + 8 + payload.bytes.count + 4))
+        frame.u32(0)
         frame.u8(message.type.rawValue)
         frame.u64(epoch)
-        frame.bytes.append(contentsOf: payload.bytes)
+        message.encodePayload(into: &frame)
+        let length = UInt32(frame.bytes.count - 4 + 4)
+        withUnsafeBytes(of: length.bigEndian) { frame.bytes.replaceSubrange(0..<4, with: $0) }
         let crc = frame.bytes.withUnsafeBytes { pdb_crc32c(0, $0.baseAddress! + 4, $0.count - 4) }
         frame.u32(crc)
         precondition(frame.bytes.count - 4 <= Frame.maxLength, "a frame larger than the protocol allows")
@@ -256,25 +257,35 @@ public enum Message: Equatable, Sendable {
 /// `Frame.maxLength`.
 public struct FrameDecoder: Sendable {
     private var buffer: [UInt8] = []
+    /// Where the next frame starts in `buffer`; consumed bytes are dropped when new ones come.
+    private var start = 0
 
     public init() {}
 
-    public mutating func append(_ bytes: some Sequence<UInt8>) { buffer.append(contentsOf: bytes) }
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        if start > 0 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
 
     /// The next whole frame, nil when more bytes are needed; throws on a malformed frame (the
     /// stream is then unusable: close it).
     public mutating func next() throws -> Frame? {
-        guard buffer.count >= 4 else { return nil }
-        let length = Int(buffer[0]) << 24 | Int(buffer[1]) << 16 | Int(buffer[2]) << 8 | Int(buffer[3])
+        guard buffer.count - start >= 4 else { return nil }
+        let length =
+            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
+            | Int(buffer[start + 3])
         guard length >= Frame.overhead - 4, length <= Frame.maxLength else {
             throw ResidencyError.malformedMessage(reason: "frame length \(length) is out of bounds")
         }
-        guard buffer.count >= 4 + length else { return nil }
-        let frame = Array(buffer[0..<4 + length])
-        buffer.removeFirst(4 + length)
+        guard buffer.count - start >= 4 + length else { return nil }
+        let frame = Array(buffer[start..<start + 4 + length])
+        start += 4 + length
         return try Frame.decode(frame)
     }
 
     /// Bytes received that are not a whole frame yet.
-    public var bufferedBytes: Int { buffer.count }
+    public var bufferedBytes: Int { buffer.count - start }
 }

@@ -30,7 +30,9 @@ struct CertInitCA: PDBCommand {
     func execute() throws {
         try ClusterCertificates.createAuthority(in: directory, validity: TimeInterval(validityDays) * 86_400)
         if json {
-            try output.json(["ca": ClusterCertificatesPaths.ca(directory)])
+            try output.json([
+                "ca": (directory as NSString).appendingPathComponent(ClusterCertificates.caCertificateFile)
+            ])
         } else {
             try output.line("created the cluster CA in \(Quoting.path(directory)); keep ca-key.pem secret")
         }
@@ -93,11 +95,5 @@ struct CertIssue: PDBCommand {
         } else {
             try output.line("issued a certificate for \(identity) (\(identity.uri)) into \(Quoting.path(out))")
         }
-    }
-}
-
-enum ClusterCertificatesPaths {
-    static func ca(_ directory: String) -> String {
-        (directory as NSString).appendingPathComponent(ClusterCertificates.caCertificateFile)
     }
 }

@@ -106,7 +106,6 @@ struct ClusterInit: PDBCommand {
         let directoryPrimary = order[0].id
         var entries: [HostEntry] = []
         for (id, region) in order {
-            let hostFolder = path("hosts", id)
             try ClusterCertificates.issue(.host(id: id, region: region), authority: ca, into: path("hosts", id, "tls"))
             var placements = [
                 HostConfiguration.PartitionPlacement(
@@ -138,7 +137,6 @@ struct ClusterInit: PDBCommand {
                 HostEntry(
                     host: id, region: region.name, address: peers[id]!.address.description, config: configuration.file,
                     command: "pdb serve --config \(configuration.file)"))
-            _ = hostFolder
         }
         let operatorTLS = path("operator")
         try ClusterCertificates.issue(.operator(name: "admin"), authority: ca, into: operatorTLS)

@@ -31,7 +31,7 @@ struct HostCommandRunner: CommandRunning {
     }
 
     private static func execute(_ arguments: [String], host: ClusterHost) -> Int32 {
-        let json = arguments.prefix { $0 != "--" }.contains("--json")
+        let json = PDB.wantsJSON(arguments)
         do {
             var command = try PDB.parseAsRoot(arguments)
             guard let hostCommand = command as? any HostCommand, hostCommand.location.remoteAddress != nil else {
@@ -63,12 +63,8 @@ struct HostCommandRunner: CommandRunning {
     }
 
     private static func fail(_ error: any Error, json: Bool) -> Int32 {
-        let (code, message) = describe(error)
-        if json {
-            try? Output.shared.json(ErrorReport(code: code, message: message))
-        } else {
-            Output.shared.note("error: \(message)")
-        }
+        // A capture's writes cannot fail.
+        try? report(error, json: json)
         return 1
     }
 }

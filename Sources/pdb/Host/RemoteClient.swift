@@ -59,6 +59,8 @@ enum RemoteClient {
             done.signal()
         }
         done.wait()
+        // The command's answer is in; a failure to stop the one event-loop thread changes nothing
+        // of it, and the process exits next.
         try? group.syncShutdownGracefully()
         let answer = try result.value!.get()
         FileHandle.standardOutput.write(Data(answer.stdout))

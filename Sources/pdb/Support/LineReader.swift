@@ -105,16 +105,18 @@ struct LineReader {
     /// Reads the next chunk; false at the end of input.
     private mutating func fill() throws -> Bool {
         guard !endOfInput else { return false }
-        if let provided = LineReader.providedInput {
-            let n = provided.read(into: &chunk)
-            if n == 0 {
-                endOfInput = true
-                return false
-            }
-            start = 0
-            end = n
-            return true
+        let n = try LineReader.providedInput.map { $0.read(into: &chunk) } ?? readStandardInput()
+        if n == 0 {
+            endOfInput = true
+            return false
         }
+        start = 0
+        end = n
+        return true
+    }
+
+    /// Reads the next bytes of stdin into `chunk`; 0 at its end.
+    private mutating func readStandardInput() throws -> Int {
         while true {
             let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
@@ -123,15 +125,10 @@ struct LineReader {
                     code: "io",
                     message: "cannot read standard input: \(String(cString: strerror(errno))) (errno \(errno))")
             }
-            if n == 0 {
-                endOfInput = true
-                return false
-            }
-            start = 0
-            end = n
-            return true
+            return n
         }
     }
+
 }
 
 /// Bytes standing in for stdin (`LineReader.providedInput`).

@@ -23,13 +23,7 @@ extension PDBCommand {
             } catch let failure as OutputFailure {
                 throw failure
             } catch {
-                let (code, message) = describe(error)
-                if global.json {
-                    try Output.shared.json(ErrorReport(code: code, message: message))
-                    try Output.shared.flush()
-                } else {
-                    Output.shared.note("error: \(message)")
-                }
+                try report(error, json: global.json)
                 throw ExitCode.failure
             }
         } catch let failure as OutputFailure {
@@ -37,5 +31,17 @@ extension PDBCommand {
             Output.shared.note("error: \(failure.description)")
             throw ExitCode.failure
         }
+    }
+}
+
+/// A command's failure as it prints: the JSON error object on stdout with `--json`, else
+/// `error: MESSAGE` on stderr.
+func report(_ error: any Error, json: Bool) throws {
+    let (code, message) = describe(error)
+    if json {
+        try Output.shared.json(ErrorReport(code: code, message: message))
+        try Output.shared.flush()
+    } else {
+        Output.shared.note("error: \(message)")
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import PartitionDB
 
 /// Errors of the residency layer: the directory, cluster files, the wire protocol and hosts.
@@ -20,6 +21,9 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
     case notPrimary(partition: String, primary: String)
     /// A host that cannot be reached or that went away.
     case connection(address: String, reason: String)
+    /// A retained shipped-log segment (spec/replication.md#retained-segments) that cannot be
+    /// read or written; `errno` is the system's error number, 0 for damaged contents.
+    case retainedLog(path: String, operation: String, errno: Int32)
 
     public var description: String {
         switch self {
@@ -44,6 +48,10 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
                 "partition \(Quoting.name(partition)) is a replica on this host; write to its primary, host \(Quoting.name(primary))"
         case .connection(let address, let reason):
             return "cannot talk to \(Quoting.name(address)): \(reason)"
+        case .retainedLog(let path, let operation, let errno):
+            let cause = errno == 0 ? "its contents are damaged" : String(cString: strerror(errno))
+            return
+                "\(Quoting.path(path)): \(operation) failed (\(cause)); replicas that need it catch up by snapshot"
         }
     }
 
@@ -58,6 +66,7 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
         case .refused(let code, _): return code
         case .notPrimary: return "not_primary"
         case .connection: return "connection"
+        case .retainedLog: return "retained_log"
         }
     }
 }

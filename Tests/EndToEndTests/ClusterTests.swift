@@ -130,12 +130,8 @@ final class ClusterTests: PDBTestCase {
         XCTAssertFalse(try filesContain("\(cluster)/hosts/us-1", marker), "a marker of eu's partition reached us-1")
         XCTAssertTrue(try filesContain("\(cluster)/hosts/eu-2", marker))
 
-        let status = try remote("replication status", "eu-1", "--json")
-        assertExit(status, 0)
-        let partitions = try XCTUnwrap(try status.object()["partitions"] as? [[String: Any]])
-        let users = try XCTUnwrap(partitions.first { $0["name"] as? String == "users" })
+        let (users, replica) = try usersStatus(on: "eu-1")
         XCTAssertEqual(users["role"] as? String, "primary")
-        let replica = try XCTUnwrap((users["replicas"] as? [[String: Any]])?.first)
         XCTAssertEqual(replica["host"] as? String, "eu-2")
         XCTAssertEqual(replica["durable_lsn"] as? Int, users["last_lsn"] as? Int)
     }
@@ -151,6 +147,21 @@ final class ClusterTests: PDBTestCase {
         for i in 0..<30 { assertExit(try remote("put", "eu-1", "users", "t", "b\(i)", "v\(i)", "--owner", "alice"), 0) }
         try start("eu-2")
         try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        // The shipped log is kept on disk: a primary that restarts (here while the replica is
+        // down and behind) still streams the replica what it missed, without a snapshot.
+        stop("eu-2", signal: SIGKILL)
+        for i in 0..<10 { assertExit(try remote("put", "eu-1", "users", "t", "c\(i)", "v\(i)", "--owner", "alice"), 0) }
+        stop("eu-1")
+        let check = try pdb("check", "\(cluster)/hosts/eu-1/data", "users", "--json")
+        assertExit(check, 0)
+        let report = try XCTUnwrap((try check.object()["partitions"] as? [[String: Any]])?.first)
+        let retained = try XCTUnwrap(report["retained_log"] as? [String: Any], "\(report)")
+        XCTAssertGreaterThanOrEqual(retained["segments"] as? Int ?? 0, 1)
+        try start("eu-1")
+        try start("eu-2")
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        let (users, replica) = try usersStatus(on: "eu-1")
+        XCTAssertEqual(replica["snapshots_sent"] as? Int, 0, "\(replica)")
         // A second serve on the same data directory is refused by the database's lock.
         let second = try run(["serve", "--config", "\(cluster)/hosts/eu-2/config.json"], timeout: 30)
         XCTAssertEqual(second.status, 1)
@@ -185,8 +196,8 @@ final class ClusterTests: PDBTestCase {
 
     func testAReplicaBehindTheRetainedLogOrNewCatchesUpBySnapshotWhileWritesGoOn() throws {
         try layOut()
-        // A small retention bound on the primary: a few commits' pages.
-        try editConfig("eu-1") { $0["retention"] = ["max_bytes": 60_000, "max_age_seconds": 3_600] }
+        // A small retention bound on the primary: a few compressed commits.
+        try editConfig("eu-1") { $0["retention"] = ["max_bytes": 8_000, "max_age_seconds": 3_600] }
         try start("eu-1")
         assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
         // eu-2 has no copy of users yet (only a primary creates a partition): it joins by
@@ -205,12 +216,9 @@ final class ClusterTests: PDBTestCase {
         for i in 0..<30 { assertExit(try remote("put", "eu-1", "users", "t", "x\(i)", "v\(i)", "--owner", "alice"), 0) }
         try start("eu-2")
         try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
-        let status = try remote("replication status", "eu-1", "--json")
-        let partitions = try XCTUnwrap(try status.object()["partitions"] as? [[String: Any]])
-        let users = try XCTUnwrap(partitions.first { $0["name"] as? String == "users" })
-        let replica = try XCTUnwrap((users["replicas"] as? [[String: Any]])?.first)
+        let (users, replica) = try usersStatus(on: "eu-1")
         XCTAssertGreaterThanOrEqual(replica["snapshots_sent"] as? Int ?? 0, 2, "\(replica)")
-        XCTAssertLessThanOrEqual(users["retained_bytes"] as? Int ?? .max, 60_000 + 20_000)
+        XCTAssertLessThanOrEqual(users["retained_bytes"] as? Int ?? .max, 8_000)
     }
 
     func testServeRefusesBadConfigurationsAndStopsCleanlyOnSIGTERM() throws {
@@ -254,6 +262,15 @@ final class ClusterTests: PDBTestCase {
         assertExit(read, 0)
         XCTAssertEqual(read.stdout, "v\n")
         assertExit(try pdb("check", data), 0)
+    }
+
+    /// `users` in `pdb replication status --json` of `host`, and its first replica's figures.
+    private func usersStatus(on host: String) throws -> (partition: [String: Any], replica: [String: Any]) {
+        let status = try remote("replication status", host, "--json")
+        assertExit(status, 0)
+        let partitions = try XCTUnwrap(try status.object()["partitions"] as? [[String: Any]])
+        let users = try XCTUnwrap(partitions.first { $0["name"] as? String == "users" })
+        return (users, try XCTUnwrap((users["replicas"] as? [[String: Any]])?.first))
     }
 
     /// Rewrites a host's config file through `edit` on its JSON object.

@@ -88,8 +88,9 @@ public final class ClusterHost: Sendable {
                 } catch let error as PartitionDBError {
                     throw ResidencyError.engine(error)
                 }
-                let log = ShippedLog(
-                    fileID: partition.fileID, lastLSN: partition.lastLSN, retention: configuration.retention)
+                let log = try ShippedLog(
+                    directory: SegmentFormat.directory(database: database.path, partition: placement.name),
+                    partition: partition, retention: configuration.retention)
                 partition.setCommitObserver { log.append($0) }
                 shipped[placement.name] = log
                 figures[placement.name] = Dictionary(
@@ -205,7 +206,7 @@ public final class ClusterHost: Sendable {
                     .init(
                         name: placement.name, role: "primary", epoch: epoch, lastLSN: lastLSN, primary: nil, state: nil,
                         retainedBytes: UInt64(figures.retainedBytes), oldestRetainedLSN: figures.oldestRetained,
-                        replicas: replicas, lastError: nil))
+                        replicas: replicas, lastError: figures.lastError))
             } else {
                 let state = replicaStates[placement.name]?.withLock { $0 } ?? ReplicaState()
                 partitions.append(

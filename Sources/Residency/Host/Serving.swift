@@ -176,7 +176,7 @@ extension ClusterHost {
         sent: ManagedAtomicLSN, fileID: [UInt8], replicaLSN: UInt64
     ) async throws {
         var position: UInt64
-        if case .notRetained = log.read(fileID: fileID, after: replicaLSN, maxBytes: 0) {
+        if !log.retains(fileID: fileID, after: replicaLSN) {
             position = try await sendSnapshot(name, to: outbound, figures: figures)
         } else {
             position = replicaLSN

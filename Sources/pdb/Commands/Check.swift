@@ -39,14 +39,32 @@ struct Check: PDBCommand {
         var tables: [String: Int]?
         var damagedPages: [UInt32]
         var problems: [Problem]
+        /// The retained shipped log, on a host's primary partition (spec/replication.md).
+        var retainedLog: RetainedLog? = nil
 
         enum CodingKeys: String, CodingKey {
             case name, clean, tables, problems
+            case retainedLog = "retained_log"
             case pageCount = "page_count"
             case reachablePages = "reachable_pages"
             case freePages = "free_pages"
             case logFrames = "log_frames"
             case damagedPages = "damaged_pages"
+        }
+    }
+
+    struct RetainedLog: Encodable {
+        var directory: String
+        var segments: Int
+        var bytes: Int
+        var firstLSN: UInt64?
+        var lastLSN: UInt64?
+        var notes: [Problem]
+
+        enum CodingKeys: String, CodingKey {
+            case directory, segments, bytes, notes
+            case firstLSN = "first_lsn"
+            case lastLSN = "last_lsn"
         }
     }
 
@@ -116,10 +134,18 @@ extension Check {
                     Problem(file: opened.path, page: nil, message: $0)
                 }
             }
+            var retained: RetainedLog? = nil
+            if let log = RetainedLogCheck.check(partition: opened, databaseDirectory: database.path) {
+                problems += log.problems.map { Problem(file: $0.file, page: nil, message: $0.message) }
+                retained = RetainedLog(
+                    directory: log.directory, segments: log.segments, bytes: log.bytes, firstLSN: log.firstLSN,
+                    lastLSN: log.lastLSN,
+                    notes: log.notes.map { Problem(file: $0.file, page: nil, message: $0.message) })
+            }
             return PartitionReport(
                 name: name, clean: problems.isEmpty, pageCount: found.pageCount, reachablePages: found.reachablePages,
                 freePages: found.freePages, logFrames: found.logFrames, tables: found.tables,
-                damagedPages: found.damagedPages, problems: problems)
+                damagedPages: found.damagedPages, problems: problems, retainedLog: retained)
         } catch let error as PartitionDBError {
             let problem: Problem
             switch error {
@@ -145,6 +171,10 @@ extension Check {
                 }
                 if let frames = partition.logFrames { facts.append(counted(frames, "log frame")) }
                 if let tables = partition.tables { facts.append(counted(tables.count, "table")) }
+                if let log = partition.retainedLog {
+                    let range = log.firstLSN.map { " (LSN \($0) to \(log.lastLSN ?? $0))" } ?? ""
+                    facts.append("retained log: \(counted(log.segments, "segment"))\(range)")
+                }
                 try output.line("\(Quoting.name(partition.name)): clean (\(facts.joined(separator: "; ")))")
             } else {
                 let pages = partition.damagedPages.map(String.init).joined(separator: ", ")
@@ -155,6 +185,7 @@ extension Check {
                 try output.line("\(Quoting.name(partition.name)): DAMAGED (\(summary))")
                 for problem in partition.problems { try output.line("  \(problem.text)") }
             }
+            for note in partition.retainedLog?.notes ?? [] { try output.line("  note: \(note.text)") }
         }
         let damaged = report.partitions.filter { !$0.clean }.count
         if damaged > 0 {

@@ -43,6 +43,8 @@ public final class ClusterHost: Sendable {
     let replicaFigures: [String: [String: ReplicaFigures]]
     let replicaStates: [String: Locked<ReplicaState>]
     let refusals = Atomic<UInt64>(0)
+    /// The figures as swift-metrics, in the host's own Prometheus registry.
+    let metrics: HostMetrics
     private let server = Mutex<(any Channel)?>(nil)
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let stopping = Atomic<Bool>(false)
@@ -101,6 +103,7 @@ public final class ClusterHost: Sendable {
         self.shipped = shipped
         self.replicaFigures = figures
         self.replicaStates = states
+        metrics = HostMetrics(configuration: configuration)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
@@ -172,6 +175,13 @@ public final class ClusterHost: Sendable {
 
     func untrack(_ channel: any Channel) {
         _ = connections.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// Counts a replication request this host refused (`pdb replication status`, and the
+    /// `pdb_refusals_total` metric by code).
+    func countRefusal(code: String) {
+        refusals.add(1, ordering: .relaxed)
+        metrics.refused(code: code)
     }
 
     /// Wakes idle streams once a second so they send a heartbeat.

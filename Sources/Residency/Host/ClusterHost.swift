@@ -46,6 +46,8 @@ public final class ClusterHost: Sendable {
     /// The figures as swift-metrics, in the host's own Prometheus registry.
     let metrics: HostMetrics
     private let server = Mutex<(any Channel)?>(nil)
+    /// The scrape endpoint while `run()` serves `metrics_listen`.
+    private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let stopping = Atomic<Bool>(false)
 
@@ -118,16 +120,32 @@ public final class ClusterHost: Sendable {
     }
 
     /// Listens, replicates and serves until `stop()`. `onListening` gets the bound address.
+    /// With `metrics_listen`, serves the metrics there too (a bind failure there is thrown
+    /// before anything else starts).
     public func run(onListening: @Sendable (HostAddress) -> Void = { _ in }) async throws {
         let tls = self.tls
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: configuration.listen.host, port: configuration.listen.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try FrameTransport.configure(channel, tls: NIOSSLServerHandler(context: tls.serverContext))
+        if let address = configuration.metricsListen {
+            let endpoint = try await MetricsEndpoint.bind(
+                address, file: configuration.file, group: group, pool: pool,
+                render: { [self] in metrics.render(status()) })
+            metricsEndpoint.withLock { $0 = endpoint }
+            if stopping.load(ordering: .relaxed) { endpoint.close() }
+            logger.info("serving metrics", metadata: ["address": "http://\(endpoint.address)\(MetricsEndpoint.path)"])
+        }
+        let channel: NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, EventLoopFuture<Void>), Never>
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: configuration.listen.host, port: configuration.listen.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try FrameTransport.configure(channel, tls: NIOSSLServerHandler(context: tls.serverContext))
+                    }
                 }
-            }
+        } catch {
+            metricsEndpoint.withLock { $0?.close() }
+            throw error
+        }
         server.withLock { $0 = channel.channel }
         let port = channel.channel.localAddress?.port ?? configuration.listen.port
         logger.info("listening", metadata: ["address": "\(configuration.listen.host):\(port)"])
@@ -158,6 +176,7 @@ public final class ClusterHost: Sendable {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         logger.info("stopping")
         server.withLock { $0?.close(promise: nil) }
+        metricsEndpoint.withLock { $0?.close() }
         for channel in connections.withLock({ Array($0.values) }) { channel.close(promise: nil) }
         for log in shipped.values { log.wakeAll() }
     }

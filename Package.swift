@@ -33,6 +33,8 @@ let hostTargets: [Target] = [
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]
     ),
     .executableTarget(
@@ -71,6 +73,7 @@ let package = Package(
             .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
             .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
             .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+            .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         ],
     targets: engineOnly ? engineTargets : engineTargets + hostTargets
 )

@@ -43,7 +43,11 @@ public final class ClusterHost: Sendable {
     let replicaFigures: [String: [String: ReplicaFigures]]
     let replicaStates: [String: Locked<ReplicaState>]
     let refusals = Atomic<UInt64>(0)
+    /// The figures as swift-metrics, in the host's own Prometheus registry.
+    let metrics: HostMetrics
     private let server = Mutex<(any Channel)?>(nil)
+    /// The scrape endpoint while `run()` serves `metrics_listen`.
+    private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let stopping = Atomic<Bool>(false)
 
@@ -102,6 +106,7 @@ public final class ClusterHost: Sendable {
         self.shipped = shipped
         self.replicaFigures = figures
         self.replicaStates = states
+        metrics = HostMetrics(configuration: configuration)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
@@ -116,16 +121,32 @@ public final class ClusterHost: Sendable {
     }
 
     /// Listens, replicates and serves until `stop()`. `onListening` gets the bound address.
+    /// With `metrics_listen`, serves the metrics there too (a bind failure there is thrown
+    /// before anything else starts).
     public func run(onListening: @Sendable (HostAddress) -> Void = { _ in }) async throws {
         let tls = self.tls
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: configuration.listen.host, port: configuration.listen.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try FrameTransport.configure(channel, tls: NIOSSLServerHandler(context: tls.serverContext))
+        if let address = configuration.metricsListen {
+            let endpoint = try await MetricsEndpoint.bind(
+                address, file: configuration.file, group: group, pool: pool,
+                render: { [self] in metrics.render(status()) })
+            metricsEndpoint.withLock { $0 = endpoint }
+            if stopping.load(ordering: .relaxed) { endpoint.close() }
+            logger.info("serving metrics", metadata: ["address": "http://\(endpoint.address)\(MetricsEndpoint.path)"])
+        }
+        let channel: NIOAsyncChannel<(NIOAsyncChannel<Frame, Frame>, EventLoopFuture<Void>), Never>
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: configuration.listen.host, port: configuration.listen.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try FrameTransport.configure(channel, tls: NIOSSLServerHandler(context: tls.serverContext))
+                    }
                 }
-            }
+        } catch {
+            metricsEndpoint.withLock { $0?.close() }
+            throw error
+        }
         server.withLock { $0 = channel.channel }
         let port = channel.channel.localAddress?.port ?? configuration.listen.port
         logger.info("listening", metadata: ["address": "\(configuration.listen.host):\(port)"])
@@ -156,6 +177,7 @@ public final class ClusterHost: Sendable {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         logger.info("stopping")
         server.withLock { $0?.close(promise: nil) }
+        metricsEndpoint.withLock { $0?.close() }
         for channel in connections.withLock({ Array($0.values) }) { channel.close(promise: nil) }
         for log in shipped.values { log.wakeAll() }
     }
@@ -173,6 +195,13 @@ public final class ClusterHost: Sendable {
 
     func untrack(_ channel: any Channel) {
         _ = connections.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// Counts a replication request this host refused (`pdb replication status`, and the
+    /// `pdb_refusals_total` metric by code).
+    func countRefusal(code: String) {
+        refusals.add(1, ordering: .relaxed)
+        metrics.refused(code: code)
     }
 
     /// Wakes idle streams once a second so they send a heartbeat.

@@ -50,7 +50,7 @@ extension ClusterHost {
         track(connection.channel.channel)
         defer { untrack(connection.channel.channel) }
         guard connection.peer == .host(id: placement.primary, region: primary.region) else {
-            refusals.add(1, ordering: .relaxed)
+            countRefusal(code: "identity_mismatch")
             throw ResidencyError.refused(
                 code: "identity_mismatch",
                 message: "\(primary.address) is \(connection.peer), not \(placement.primary), the primary of \(name)")
@@ -140,7 +140,7 @@ extension ClusterHost {
 
     private func checkBorder(_ region: String, allowed: String, _ name: String) throws {
         guard region == allowed else {
-            refusals.add(1, ordering: .relaxed)
+            countRefusal(code: "border")
             throw ResidencyError.refused(
                 code: "border",
                 message: "the primary offers partition \(name) of region \(region); this host holds only \(allowed)")

@@ -50,7 +50,7 @@ extension ClusterHost {
         _ message: String,
         partition: String? = nil
     ) async {
-        refusals.add(1, ordering: .relaxed)
+        countRefusal(code: code)
         logger.warning(
             "refused",
             metadata: [
@@ -204,6 +204,7 @@ extension ClusterHost {
                     $0.batchBytesShipped += UInt64(bytes)
                     $0.pageBytesShipped += UInt64(pageBytes)
                 }
+                metrics.shipped(bytes: bytes, partition: name, replica: figures.host)
                 lastSend = .now
             case .caughtUp:
                 if ContinuousClock.now - lastSend >= .seconds(1) {
@@ -275,6 +276,8 @@ extension ClusterHost {
             $0.snapshotsSent += 1
             $0.bytesShipped += sentBytes
         }
+        metrics.shipped(bytes: Int(sentBytes), partition: name, replica: figures.host)
+        metrics.snapshotSent(partition: name, replica: figures.host)
         logger.info("snapshot sent", metadata: ["partition": "\(name)", "lsn": "\(summary.lsn)", "bytes": "\(size)"])
         return summary.lsn.rawValue
     }

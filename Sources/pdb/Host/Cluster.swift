@@ -55,7 +55,10 @@ struct ClusterInit: PDBCommand {
             throw ValidationError("--partitions names regional partitions (not empty, not global)")
         }
         let hosts = result.reduce(0) { $0 + $1.1 }
-        guard basePort >= 1024, basePort + hosts <= 65535 else { throw ValidationError("--base-port is out of range") }
+        // The hosts' ports, then their metrics ports.
+        guard basePort >= 1024, basePort + 2 * hosts <= 65536 else {
+            throw ValidationError("--base-port is out of range")
+        }
         return Layout(regions: result, partitions: names)
     }
 
@@ -65,6 +68,7 @@ struct ClusterInit: PDBCommand {
         var host: String
         var region: String
         var address: String
+        var metrics: String
         var config: String
         var command: String
     }
@@ -103,6 +107,11 @@ struct ClusterInit: PDBCommand {
                 order.append((id, region))
             }
         }
+        // Each host's scrape address follows the replication ports, in the same order.
+        var metrics: [String: HostAddress] = [:]
+        for (index, host) in order.enumerated() {
+            metrics[host.id] = HostAddress(host: "127.0.0.1", port: basePort + order.count + index)
+        }
         let directoryPrimary = order[0].id
         var entries: [HostEntry] = []
         for (id, region) in order {
@@ -127,7 +136,7 @@ struct ClusterInit: PDBCommand {
             try database.close()
             let configuration = HostConfiguration(
                 file: path("hosts", id, "config.json"), host: id, region: region, dataDirectory: "data",
-                tlsDirectory: "tls", listen: peers[id]!.address, metricsListen: nil, hosts: peers,
+                tlsDirectory: "tls", listen: peers[id]!.address, metricsListen: metrics[id], hosts: peers,
                 partitions: placements.sorted { $0.name < $1.name }, retention: .init())
             let text = configuration.json(dataDirectory: "data", tlsDirectory: "tls")
             guard manager.createFile(atPath: configuration.file, contents: Data(text.utf8)) else {
@@ -135,7 +144,8 @@ struct ClusterInit: PDBCommand {
             }
             entries.append(
                 HostEntry(
-                    host: id, region: region.name, address: peers[id]!.address.description, config: configuration.file,
+                    host: id, region: region.name, address: peers[id]!.address.description,
+                    metrics: "http://\(metrics[id]!)/metrics", config: configuration.file,
                     command: "pdb serve --config \(configuration.file)"))
         }
         let operatorTLS = path("operator")
@@ -146,6 +156,8 @@ struct ClusterInit: PDBCommand {
             try output.line(
                 "laid out a cluster of \(counted(entries.count, "host")) in \(Quoting.path(root)); start each host:")
             for entry in entries { try output.line("  \(entry.command)") }
+            try output.line("each host serves its metrics for Prometheus on loopback:")
+            for entry in entries { try output.line("  \(entry.host): \(entry.metrics)") }
             try output.line("then talk to a host with its operator certificate:")
             try output.line("  export PDB_TLS=\(operatorTLS)")
             try output.line("  pdb info pdb://\(entries[0].address)")

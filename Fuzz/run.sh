@@ -114,8 +114,9 @@ build_all() {
     local plain_flags=(-swift-version 5 -suppress-warnings -Onone)
     mapfile -t engine < <(sources Sources/PartitionDB)
     build_module PartitionDB engine_flags "${engine[@]}"
-    # The layers of Residency without SwiftNIO: the directory, the wire protocol, the cluster files.
-    mapfile -t residency < <(sources Sources/Residency/Directory Sources/Residency/Protocol Sources/Residency/ResidencyError.swift)
+    # The layers of Residency without SwiftNIO: the directory, the wire protocol, the retained-log
+    # segment format.
+    mapfile -t residency < <(sources Sources/Residency/Directory Sources/Residency/Protocol Sources/Residency/Retention Sources/Residency/ResidencyError.swift)
     build_module Residency engine_flags "${residency[@]}"
     local parser
     parser=$(argument_parser_checkout)

@@ -28,6 +28,7 @@ enum SegmentFormat {
 
     static func header(fileID: [UInt8], firstLSN: UInt64) -> [UInt8] {
         precondition(fileID.count == 16, "a partition's file id is 16 bytes")
+        precondition(firstLSN >= 1, "LSNs start at 1")
         var writer = ByteWriter()
         writer.bytes.append(contentsOf: magic)
         writer.u16(version)
@@ -50,7 +51,7 @@ enum SegmentFormat {
         else { return nil }
         var reader = ByteReader(bytes, from: 8, to: headerBytes - 4)
         guard (try? reader.u16()) == version, (try? reader.u16()) == 0, let fileID = try? reader.short(),
-            fileID.count == 16, let first = try? reader.u64()
+            fileID.count == 16, let first = try? reader.u64(), first >= 1
         else { return nil }
         return Header(fileID: fileID, firstLSN: first)
     }
@@ -157,6 +158,10 @@ enum SegmentFormat {
             }
             scan.records.append((record, scan.end))
             scan.end += record.size
+            guard expected < UInt64.max else {
+                scan.stop = scan.end < bytes.count ? .damaged("records past the largest LSN") : nil
+                break
+            }
             expected += 1
         }
         return scan

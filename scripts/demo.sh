@@ -154,4 +154,14 @@ run home get "$us1" alice
 refused get "$us1" users profiles alice
 run replication status "$eu1"
 
+heading "The same figures as Prometheus metrics, on eu-1's metrics address"
+# cluster init gives the host on port P+i the metrics port P+3+i (three hosts).
+metrics="http://127.0.0.1:$((port + 3))/metrics"
+printf '$ curl -s %s | grep pdb_replica_durable_lsn\n' "$metrics"
+if command -v curl >/dev/null; then
+    curl -s "$metrics" | grep pdb_replica_durable_lsn
+else
+    echo "(curl is not installed; open $metrics in a browser)"
+fi
+
 printf '\nTour finished; stopping the hosts and removing %s\n' "$work"

@@ -1,3 +1,4 @@
+import Foundation
 import PartitionDB
 
 /// `pdb check`'s look at the retained shipped log of a partition (spec/replication.md#retained-segments):
@@ -33,8 +34,10 @@ public struct RetainedLogCheck: Sendable, Equatable {
             let isNewest = index == files.count - 1
             let bytes: [UInt8]
             do {
-                let file = try SegmentFile.open(path: found.path, firstLSN: found.firstLSN)
+                let file = try SegmentFile.open(path: found.path, firstLSN: found.firstLSN, readOnly: true)
                 bytes = try file.read(at: 0, count: try file.size())
+            } catch ResidencyError.retainedLog(_, _, ENOENT) {
+                continue  // removed by retention since the listing, on a running host
             } catch {
                 report.problems.append(Problem(file: found.path, message: "\(error)"))
                 continue

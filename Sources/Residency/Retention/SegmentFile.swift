@@ -32,9 +32,10 @@ final class SegmentFile: Sendable {
         return file
     }
 
-    /// Opens an existing segment for reading and appending; its contents are checked by the caller.
-    static func open(path: String, firstLSN: UInt64) throws -> SegmentFile {
-        let descriptor = openFile(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+    /// Opens an existing segment for reading and, unless `readOnly` (`pdb check`), appending; its
+    /// contents are checked by the caller.
+    static func open(path: String, firstLSN: UInt64, readOnly: Bool = false) throws -> SegmentFile {
+        let descriptor = openFile(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW)
         guard descriptor >= 0 else { throw ResidencyError.retainedLog(path: path, operation: "open", errno: errno) }
         return SegmentFile(path: path, firstLSN: firstLSN, descriptor: descriptor)
     }

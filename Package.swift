@@ -48,7 +48,13 @@ let hostTargets: [Target] = [
     .testTarget(name: "ResidencyTests", dependencies: ["Residency", "PartitionDB"]),
     .testTarget(
         name: "EndToEndTests",
-        dependencies: ["PartitionDB", "Residency", .product(name: "NIOPosix", package: "swift-nio")]
+        dependencies: [
+            "PartitionDB", "Residency",
+            // A fake primary in the tests speaks the protocol over NIO and TLS itself.
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]
     ),
 ]
 

@@ -84,36 +84,56 @@ extension Partition {
     public func apply(_ changes: ChangeSet, durability: Durability? = nil) throws {
         try exclusively {
             let pager = self.pager
-            let current = pager.latestSnapshot.header
-            func mismatch(_ reason: String) -> PartitionDBError {
-                .changeStreamMismatch(partition: name, reason: reason)
-            }
-            guard changes.fileID == current.fileID else { throw mismatch("it comes from another partition file") }
-            guard changes.lsn == current.lastLSN.next else {
-                throw mismatch("it holds LSN \(changes.lsn), this copy is at \(current.lastLSN)")
-            }
-            var pages: [PageNumber: Page] = [:]
-            for image in changes.pages {
-                guard image.bytes.count == current.pageSize, image.number < changes.pageCount else {
-                    throw mismatch("page \(image.number) has the wrong size or lies beyond the page count")
-                }
-                let page = Page(bytes: image.bytes)
-                do {
-                    try Pager.verify(page, number: PageNumber(image.number), file: "change set \(changes.lsn)")
-                } catch {
-                    throw mismatch("page \(image.number) fails its checksum")
-                }
-                pages[PageNumber(image.number)] = page
-            }
-            guard let headerPage = pages[.header] else { throw mismatch("it has no header page") }
-            let header = try PartitionHeader.decode(headerPage, file: "change set \(changes.lsn)")
-            guard header.region == region, header.name == current.name, header.fileID == current.fileID,
-                header.lastLSN == changes.lsn, header.pageCount == changes.pageCount
-            else { throw mismatch("its header disagrees with this copy") }
+            let (pages, header) = try checked(changes, following: pager.latestSnapshot.header)
             try commitObserved(
                 pages.map { ($0.key, $0.value) }, header: header, durability: durability ?? options.durability)
             checkpointIfNeeded(pager)
         }
+    }
+
+    /// Runs `apply`'s checks on consecutive change sets from this copy's LSN, each against the
+    /// header the one before it would leave, and applies nothing: a replica checks a whole batch
+    /// with it before it applies the first commit, so that a batch is applied whole or not at
+    /// all (spec/replication.md#batches).
+    package func check(_ batch: [ChangeSet]) throws {
+        try exclusively {
+            var current = pager.latestSnapshot.header
+            for changes in batch { current = try checked(changes, following: current).header }
+        }
+    }
+
+    /// The pages and the new header of `changes`, checked to follow a copy whose header is
+    /// `current`: same file id, the next LSN, whole pages within the page count, each page's
+    /// checksum, and a header that agrees.
+    private func checked(_ changes: ChangeSet, following current: PartitionHeader) throws -> (
+        pages: [PageNumber: Page], header: PartitionHeader
+    ) {
+        func mismatch(_ reason: String) -> PartitionDBError {
+            .changeStreamMismatch(partition: name, reason: reason)
+        }
+        guard changes.fileID == current.fileID else { throw mismatch("it comes from another partition file") }
+        guard changes.lsn == current.lastLSN.next else {
+            throw mismatch("it holds LSN \(changes.lsn), this copy is at \(current.lastLSN)")
+        }
+        var pages: [PageNumber: Page] = [:]
+        for image in changes.pages {
+            guard image.bytes.count == current.pageSize, image.number < changes.pageCount else {
+                throw mismatch("page \(image.number) has the wrong size or lies beyond the page count")
+            }
+            let page = Page(bytes: image.bytes)
+            do {
+                try Pager.verify(page, number: PageNumber(image.number), file: "change set \(changes.lsn)")
+            } catch {
+                throw mismatch("page \(image.number) fails its checksum")
+            }
+            pages[PageNumber(image.number)] = page
+        }
+        guard let headerPage = pages[.header] else { throw mismatch("it has no header page") }
+        let header = try PartitionHeader.decode(headerPage, file: "change set \(changes.lsn)")
+        guard header.region == region, header.name == current.name, header.fileID == current.fileID,
+            header.lastLSN == changes.lsn, header.pageCount == changes.pageCount
+        else { throw mismatch("its header disagrees with this copy") }
+        return (pages, header)
     }
 }
 

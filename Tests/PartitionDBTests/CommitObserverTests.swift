@@ -220,6 +220,36 @@ final class CommitObserverTests: XCTestCase {
         try? db.close()
     }
 
+    /// `check` runs `apply`'s checks over consecutive change sets and applies none of them: a
+    /// later commit with a damaged page, or commits out of order, are refused before the first
+    /// is applied (a replica refuses such a batch whole); a whole batch passes, then applies.
+    func testCheckingABatchFindsALaterBadCommitAndAppliesNothing() throws {
+        let root = try makeRoot()
+        let db = try Database.create(at: root + "/primary", region: eu, options: CommitObserverTests.options)
+        let p = try db.globalPartition()
+        let (copyDB, copy) = try makeCopy(of: p, in: root)
+        let recorder = Recorder()
+        p.setCommitObserver(Recorder.observer(recorder, p, checksums: false))
+        for i in 0..<3 { try p.write { tx in try tx.put("t", key(i), value(i)) } }
+        let batch = recorder.entries.map { $0.changes }
+        let before = try copy.contentChecksum()
+        var damaged = batch
+        let last = damaged[2].pages.count - 1
+        damaged[2].pages[last].bytes[damaged[2].pages[last].bytes.count / 2] ^= 0xFF
+        for refused in [damaged, [batch[1], batch[2]], [batch[0], batch[2]]] {
+            XCTAssertThrowsError(try copy.check(refused)) {
+                guard case .changeStreamMismatch = $0 as? PartitionDBError else { return XCTFail("\($0)") }
+            }
+            XCTAssertEqual(try copy.contentChecksum(), before)
+        }
+        try copy.check(batch)
+        XCTAssertEqual(try copy.contentChecksum(), before)
+        for changes in batch { try copy.apply(changes) }
+        XCTAssertEqual(try copy.contentChecksum(), try p.contentChecksum())
+        try copyDB.close()
+        try db.close()
+    }
+
     /// Compaction is not a commit: nothing is observed, the partition's file id changes, the next
     /// change set carries the new one, and a copy made before refuses it.
     func testCompactionChangesTheFileIDTheChangeSetsCarry() throws {

@@ -113,6 +113,9 @@ extension ClusterHost {
                         compressed: compressed)
                     let newest = try await pool.runIfActive {
                         let partition = try self.database.partition(name)
+                        // Every commit is checked before the first is applied: a batch whose later
+                        // commit fails (a page's checksum, its header) is refused whole.
+                        try partition.check(changes)
                         for (i, change) in changes.enumerated() {
                             // One fsync for the batch: the last commit's covers the log before it.
                             try partition.apply(change, durability: i == changes.count - 1 ? .durable : .noSync)

@@ -51,9 +51,13 @@ final class FrameCodec: ByteToMessageDecoder, MessageToByteEncoder {
         if buffer.readableBytes > 0, let bytes = buffer.readBytes(length: buffer.readableBytes) {
             decoder.append(bytes)
         }
-        guard let frame = try decoder.next() else { return .needMoreData }
-        context.fireChannelRead(wrapInboundOut(frame))
-        return .continue
+        // Every whole frame now: `buffer` was emptied into `decoder`, and NIO calls again only
+        // when more bytes arrive, so a frame left behind would wait for the peer's next bytes
+        // (a heartbeat, or the close) however long that takes.
+        while let frame = try decoder.next() {
+            context.fireChannelRead(wrapInboundOut(frame))
+        }
+        return .needMoreData
     }
 
     func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {

@@ -43,7 +43,13 @@ let hostTargets: [Target] = [
             .product(name: "Logging", package: "swift-log"),
         ]
     ),
-    .testTarget(name: "ResidencyTests", dependencies: ["Residency", "PartitionDB"]),
+    .testTarget(
+        name: "ResidencyTests",
+        dependencies: [
+            "Residency", "PartitionDB", .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]
+    ),
     .testTarget(
         name: "EndToEndTests",
         dependencies: ["PartitionDB", "Residency", .product(name: "NIOPosix", package: "swift-nio")]

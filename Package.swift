@@ -52,7 +52,10 @@ let hostTargets: [Target] = [
     ),
     .testTarget(
         name: "EndToEndTests",
-        dependencies: ["PartitionDB", "Residency", .product(name: "NIOPosix", package: "swift-nio")]
+        dependencies: [
+            "PartitionDB", "Residency", .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]
     ),
 ]
 

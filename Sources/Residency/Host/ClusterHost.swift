@@ -43,6 +43,7 @@ public final class ClusterHost: Sendable {
     let replicaFigures: [String: [String: ReplicaFigures]]
     let replicaStates: [String: Locked<ReplicaState>]
     let refusals = Atomic<UInt64>(0)
+    let acknowledgementObserver = AcknowledgementObserverSlot()
     private let server = Mutex<(any Channel)?>(nil)
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let stopping = Atomic<Bool>(false)

@@ -45,7 +45,13 @@ let hostTargets: [Target] = [
             .product(name: "Logging", package: "swift-log"),
         ]
     ),
-    .testTarget(name: "ResidencyTests", dependencies: ["Residency", "PartitionDB"]),
+    .testTarget(
+        name: "ResidencyTests",
+        dependencies: [
+            "Residency", "PartitionDB", .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]
+    ),
     .testTarget(
         name: "EndToEndTests",
         dependencies: [
@@ -54,6 +60,7 @@ let hostTargets: [Target] = [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
         ]
     ),
 ]

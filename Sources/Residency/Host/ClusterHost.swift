@@ -45,6 +45,7 @@ public final class ClusterHost: Sendable {
     let refusals = Atomic<UInt64>(0)
     /// The figures as swift-metrics, in the host's own Prometheus registry.
     let metrics: HostMetrics
+    let acknowledgementObserver = AcknowledgementObserverSlot()
     private let server = Mutex<(any Channel)?>(nil)
     /// The scrape endpoint while `run()` serves `metrics_listen`.
     private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)

@@ -152,6 +152,7 @@ extension ClusterHost {
                             throw ResidencyError.malformedMessage(reason: "acknowledgement of LSN \(lsn), never sent")
                         }
                         figures.values.withLock { $0.durableLSN = max($0.durableLSN, lsn) }
+                        acknowledgementObserver.notify(partition: name, replica: replica, durableLSN: lsn)
                     case .refusal(let code, let message):
                         throw ResidencyError.refused(code: code, message: message)
                     default:

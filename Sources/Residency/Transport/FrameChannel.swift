@@ -47,13 +47,15 @@ final class FrameCodec: ByteToMessageDecoder, MessageToByteEncoder {
     typealias OutboundIn = Frame
     private var decoder = FrameDecoder()
 
+    /// Takes every byte read into the frame decoder and passes on every whole frame they
+    /// complete. All of them, not one: `ByteToMessageHandler` calls `decode` again only while
+    /// its buffer holds bytes, and this has taken them all, so a frame left in the decoder would
+    /// wait for the next read, and under a steady stream (several frames per read) the backlog
+    /// would grow by a frame a read.
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if buffer.readableBytes > 0, let bytes = buffer.readBytes(length: buffer.readableBytes) {
             decoder.append(bytes)
         }
-        // Every whole frame now: `buffer` was emptied into `decoder`, and NIO calls again only
-        // when more bytes arrive, so a frame left behind would wait for the peer's next bytes
-        // (a heartbeat, or the close) however long that takes.
         while let frame = try decoder.next() {
             context.fireChannelRead(wrapInboundOut(frame))
         }

@@ -10,7 +10,8 @@ public struct Acknowledgement: Sendable, Equatable {
     /// The replica's host id, from its verified certificate.
     public var replica: String
     /// The replica's durable LSN: after a batch, the batch's last commit; after a snapshot, the
-    /// snapshot's LSN; in answer to a heartbeat, the copy's LSN again.
+    /// snapshot's LSN; in answer to a heartbeat, the copy's LSN again; 0 while the replica waits
+    /// for or receives a snapshot (it only says the replica is alive).
     public var durableLSN: LSN
 
     public init(partition: String, replica: String, durableLSN: LSN) {
@@ -30,8 +31,8 @@ extension ClusterHost {
     ///
     /// The observer runs on the task that reads the replica's stream, one call at a time per
     /// stream (streams of several replicas may call it at once): keep it short and never block,
-    /// since the next frame of that stream waits for it. LSNs of one stream never go down;
-    /// heartbeats repeat the last one.
+    /// since the next frame of that stream waits for it. LSNs of one stream never go down,
+    /// except to 0 while a snapshot is sent (see `Acknowledgement.durableLSN`).
     public func onAcknowledgement(_ observer: (@Sendable (Acknowledgement) -> Void)?) {
         acknowledgementObserver.set(observer)
     }

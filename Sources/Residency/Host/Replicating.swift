@@ -87,7 +87,7 @@ extension ClusterHost {
                 case .snapshotBegin(let fileID, let region, let lsn, let bytes):
                     try checkBorder(region, allowed: allowedRegion, name)
                     replicaStates[name]?.withLock { $0.state = "snapshot" }
-                    try await receiveSnapshot(name, bytes: bytes, frames: &frames)
+                    try await receiveSnapshot(name, bytes: bytes, frames: &frames, outbound: outbound)
                     local = try await pool.runIfActive { try self.localCopy(name) }
                     guard local.fileID == fileID, local.lsn == lsn else {
                         throw ResidencyError.malformedMessage(
@@ -125,11 +125,13 @@ extension ClusterHost {
                     local.lsn = newest
                     try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: newest)))
                 case .heartbeat:
-                    // Answered while streaming, so the primary hears from an idle replica too
-                    // (the LSN is then one the primary has sent).
-                    if streaming {
-                        try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: local.lsn)))
-                    }
+                    // Always answered, so the primary hears from an idle replica, and from one
+                    // waiting for a snapshot the primary is still taking (a large partition's
+                    // takes longer than peer_timeout_seconds). While streaming, with the copy's
+                    // LSN, one the primary has sent; before, with 0: the primary has sent none
+                    // yet, and refuses an acknowledgement of an LSN it has not sent.
+                    let lsn = streaming ? local.lsn : 0
+                    try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: lsn)))
                 case .refusal(let code, let message):
                     throw ResidencyError.refused(code: code, message: message)
                 default:
@@ -152,9 +154,21 @@ extension ClusterHost {
 
     /// Receives the chunks of a snapshot into the incoming file, checks its SHA-256, and installs
     /// it over the local copy (the engine's restore: verified page by page, renamed into place).
+    /// Sends an acknowledgement of LSN 0 every second meanwhile: the primary sends only chunks,
+    /// and would otherwise hear nothing for as long as a large snapshot takes to arrive and
+    /// install, and close the stream after peer_timeout_seconds.
     private func receiveSnapshot(
-        _ name: String, bytes: UInt64, frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator
+        _ name: String, bytes: UInt64, frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>
     ) async throws {
+        let epoch = self.epoch
+        let keepalive = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(1))
+                try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: 0)))
+            }
+        }
+        defer { keepalive.cancel() }
         let path = incomingSnapshotPath(name)
         try? FileManager.default.removeItem(atPath: path)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -179,6 +193,9 @@ extension ClusterHost {
                 }
                 try file.synchronize()
                 try await pool.runIfActive { try self.install(name, from: path) }
+                // No keepalive after the installed snapshot's own acknowledgement.
+                keepalive.cancel()
+                _ = await keepalive.result
                 return
             case .refusal(let code, let message):
                 throw ResidencyError.refused(code: code, message: message)

@@ -127,8 +127,9 @@ final class ClusterTests: PDBTestCase {
         assertExit(home, 0)
         XCTAssertEqual(try home.object()["home"] as? String, "eu")
         stop("us-1")
-        XCTAssertFalse(try filesContain("\(cluster)/hosts/us-1", marker), "a marker of eu's partition reached us-1")
-        XCTAssertTrue(try filesContain("\(cluster)/hosts/eu-2", marker))
+        XCTAssertFalse(
+            try Self.filesContain("\(cluster)/hosts/us-1", marker), "a marker of eu's partition reached us-1")
+        XCTAssertTrue(try Self.filesContain("\(cluster)/hosts/eu-2", marker))
 
         let (users, replica) = try usersStatus(on: "eu-1")
         XCTAssertEqual(users["role"] as? String, "primary")
@@ -348,21 +349,6 @@ final class ClusterTests: PDBTestCase {
         }
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
         return outcome.value ?? "timeout"
-    }
-
-    /// Whether any file under `folder` holds `marker`'s bytes.
-    private func filesContain(_ folder: String, _ marker: String) throws -> Bool {
-        let needle = Data(marker.utf8)
-        let enumerator = FileManager.default.enumerator(atPath: folder)
-        while let name = enumerator?.nextObject() as? String {
-            let path = "\(folder)/\(name)"
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-                continue
-            }
-            if let data = FileManager.default.contents(atPath: path), data.range(of: needle) != nil { return true }
-        }
-        return false
     }
 }
 

@@ -251,21 +251,6 @@ final class HostilePrimaryTests: PDBTestCase {
         let partitions = try XCTUnwrap(object["partitions"] as? [[String: Any]])
         return (try XCTUnwrap(partitions.first { $0["name"] as? String == "users" }), object["refusals"] as? Int ?? -1)
     }
-
-    /// Whether any file under `folder` holds `marker`'s bytes.
-    private static func filesContain(_ folder: String, _ marker: String) throws -> Bool {
-        let needle = Data(marker.utf8)
-        let enumerator = FileManager.default.enumerator(atPath: folder)
-        while let name = enumerator?.nextObject() as? String {
-            let path = "\(folder)/\(name)"
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-                continue
-            }
-            if let data = FileManager.default.contents(atPath: path), data.range(of: needle) != nil { return true }
-        }
-        return false
-    }
 }
 
 /// Change sets handed over by a commit observer.

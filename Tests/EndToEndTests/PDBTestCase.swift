@@ -162,6 +162,21 @@ class PDBTestCase: XCTestCase {
     }
 
     /// A database in region eu with partition `users`, alice living in eu and bob in us.
+    /// Whether any file under `folder` holds `marker`'s bytes (the border tests' byte search).
+    static func filesContain(_ folder: String, _ marker: String) throws -> Bool {
+        let needle = Data(marker.utf8)
+        let enumerator = FileManager.default.enumerator(atPath: folder)
+        while let name = enumerator?.nextObject() as? String {
+            let path = "\(folder)/\(name)"
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                continue
+            }
+            if let data = FileManager.default.contents(atPath: path), data.range(of: needle) != nil { return true }
+        }
+        return false
+    }
+
     func makeDatabase() throws {
         assertExit(try pdb("init", db, "--region", "eu"), 0)
         assertExit(try pdb("create-partition", db, "users"), 0)

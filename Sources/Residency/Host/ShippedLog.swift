@@ -203,7 +203,10 @@ final class ShippedLog: Sendable {
             if let sealed = state.segments.last?.file {
                 let directory = self.directory
                 DispatchQueue.global(qos: .utility).async {
-                    try? sealed.sync()
+                    // A failed sync loses nothing a replica is owed yet (the records were read
+                    // back from the page cache), but the segment may not survive a power loss:
+                    // say so in the status.
+                    do { try sealed.sync() } catch { self.state.withLock { $0.lastError = "\(error)" } }
                     SegmentFile.syncDirectory(directory)
                 }
             }

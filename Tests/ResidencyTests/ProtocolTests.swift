@@ -118,6 +118,43 @@ final class ProtocolTests: XCTestCase {
                 fileID: fileID, firstLSN: first, count: count, uncompressedLength: length, compressed: damaged))
     }
 
+    /// A primary ships the retained records' frames (one per commit) concatenated: they decode to
+    /// the same change sets as one frame of the whole batch; a frame too few, bytes after the
+    /// last, or a frame whose header was altered is refused.
+    func testABatchOfOneFramePerCommitDecodesAsOne() throws {
+        func frame(_ lsn: UInt64) throws -> (length: UInt32, bytes: [UInt8]) {
+            guard case .batch(_, _, _, let length, let compressed) = try ChangeBatch.message([change(lsn)], level: 1)
+            else { throw ResidencyError.malformedMessage(reason: "not a batch") }
+            return (length, compressed)
+        }
+        let frames = try [5, 6, 7].map { try frame($0) }
+        let fileID = change(5).fileID
+        let length = frames.reduce(0) { $0 + $1.length }
+        let message = ChangeBatch.message(
+            fileID: fileID, firstLSN: 5, count: 3, uncompressedLength: Int(length),
+            frames: frames.flatMap(\.bytes))
+        guard case .batch(_, let first, let count, let stated, let compressed) = message else {
+            return XCTFail("not a batch")
+        }
+        XCTAssertEqual(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: first, count: count, uncompressedLength: stated, compressed: compressed),
+            [change(5), change(6), change(7)])
+        let two = frames[0].bytes + frames[1].bytes
+        XCTAssertThrowsError(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: 5, count: 3, uncompressedLength: length, compressed: two))
+        XCTAssertThrowsError(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: 5, count: 3, uncompressedLength: length, compressed: compressed + [0x28]))
+        // A frame whose header's content-size field was altered.
+        var unsized = frames[0].bytes
+        unsized[4] &= ~0xC0
+        XCTAssertThrowsError(
+            try ChangeBatch.changes(
+                fileID: fileID, firstLSN: 5, count: 1, uncompressedLength: frames[0].length, compressed: unsized))
+    }
+
     private func change(_ lsn: UInt64) -> ChangeSet {
         ChangeSet(
             lsn: LSN(lsn), fileID: Array(repeating: 9, count: 16), pageCount: 3,

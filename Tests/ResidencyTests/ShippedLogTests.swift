@@ -48,9 +48,15 @@ final class ShippedLogTests: XCTestCase {
         var at = position
         for _ in 0..<10_000 {
             switch log.read(fileID: fileID, after: at, maxBytes: 1 << 20) {
-            case .changes(let changes):
+            case .batch(let batch):
+                // Decoded as the replica decodes the batch message made of it.
+                guard
+                    let changes = try? ChangeBatch.changes(
+                        fileID: fileID, firstLSN: batch.firstLSN, count: UInt32(batch.count),
+                        uncompressedLength: UInt32(batch.uncompressedLength), compressed: batch.frames)
+                else { return nil }
                 result += changes
-                at = changes.last!.lsn.rawValue
+                at = batch.lastLSN
             case .caughtUp: return result
             case .notRetained: return nil
             }

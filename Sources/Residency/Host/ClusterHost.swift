@@ -229,7 +229,7 @@ public final class ClusterHost: Sendable {
                         lagBytes: UInt64(lag.bytes), lagMilliseconds: UInt64(lag.milliseconds),
                         bytesShipped: values.bytesShipped,
                         compressionRatioPercent: values.batchBytesShipped == 0
-                            ? 0 : values.pageBytesShipped * 100 / values.batchBytesShipped,
+                            ? 0 : values.uncompressedBytesShipped * 100 / values.batchBytesShipped,
                         snapshotsSent: values.snapshotsSent, lastError: values.lastError)
                 }
                 partitions.append(

@@ -13,7 +13,7 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
         public var lagBytes: UInt64
         public var lagMilliseconds: UInt64
         public var bytesShipped: UInt64
-        /// Of the batches: page bytes per byte shipped, times 100 (250 = 2.5 : 1).
+        /// Of the batches: uncompressed change-set bytes per byte shipped, times 100 (250 = 2.5 : 1).
         public var compressionRatioPercent: UInt64
         public var snapshotsSent: UInt64
         public var lastError: String?
@@ -68,9 +68,10 @@ final class ReplicaFigures: Sendable {
         var state = "disconnected"
         var durableLSN: UInt64 = 0
         var bytesShipped: UInt64 = 0
-        /// Bytes of batch frames, and the page images they carried (the compression ratio).
+        /// Bytes of batch frames, and of the change sets they carried uncompressed (the
+        /// compression ratio).
         var batchBytesShipped: UInt64 = 0
-        var pageBytesShipped: UInt64 = 0
+        var uncompressedBytesShipped: UInt64 = 0
         var snapshotsSent: UInt64 = 0
         var lastError: String?
     }

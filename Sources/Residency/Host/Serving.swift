@@ -9,6 +9,8 @@ import Synchronization
 extension ClusterHost {
     /// The most page bytes in one batch.
     static let batchBytes = 4 << 20
+    /// The most batches sent to one replica and not yet acknowledged (flow control).
+    static let batchesInFlight = 2
     /// Bytes of a snapshot per chunk message.
     static let snapshotChunkBytes = 1 << 20
     static let handshakeTimeout = TimeAmount.seconds(10)
@@ -128,6 +130,7 @@ extension ClusterHost {
         }
         defer { figures.values.withLock { $0.state = "disconnected" } }
         let sent = ManagedAtomicLSN()
+        let window = AcknowledgementWindow()
         let channel = connection.channel.channel
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             // Batches go out from a task of their own; a failure there closes the connection,
@@ -135,8 +138,8 @@ extension ClusterHost {
             tasks.addTask {
                 do {
                     try await self.stream(
-                        name, log: log, to: outbound, figures: figures, sent: sent, fileID: fileID,
-                        replicaLSN: replicaLSN)
+                        name, log: log, to: outbound, figures: figures, sent: sent, window: window,
+                        fileID: fileID, replicaLSN: replicaLSN)
                 } catch {
                     figures.values.withLock { $0.lastError = "\(error)" }
                     channel.close(promise: nil)
@@ -152,6 +155,7 @@ extension ClusterHost {
                             throw ResidencyError.malformedMessage(reason: "acknowledgement of LSN \(lsn), never sent")
                         }
                         figures.values.withLock { $0.durableLSN = max($0.durableLSN, lsn) }
+                        window.acknowledged(lsn)
                         acknowledgementObserver.notify(partition: name, replica: replica, durableLSN: lsn)
                     case .refusal(let code, let message):
                         throw ResidencyError.refused(code: code, message: message)
@@ -162,6 +166,7 @@ extension ClusterHost {
                 throw ResidencyError.connection(address: replica, reason: "the replica closed the stream")
             } catch {
                 tasks.cancelAll()
+                window.close()
                 log.wakeAll()
                 figures.values.withLock { $0.lastError = $0.lastError ?? "\(error)" }
                 logger.info(
@@ -174,7 +179,7 @@ extension ClusterHost {
 
     private func stream(
         _ name: String, log: ShippedLog, to outbound: NIOAsyncChannelOutboundWriter<Frame>, figures: ReplicaFigures,
-        sent: ManagedAtomicLSN, fileID: [UInt8], replicaLSN: UInt64
+        sent: ManagedAtomicLSN, window: AcknowledgementWindow, fileID: [UInt8], replicaLSN: UInt64
     ) async throws {
         var position: UInt64
         if !log.retains(fileID: fileID, after: replicaLSN) {
@@ -189,21 +194,25 @@ extension ClusterHost {
         figures.values.withLock { $0.state = "streaming" }
         var lastSend = ContinuousClock.now
         while !stopping.load(ordering: .relaxed), !Task.isCancelled {
+            // Flow control: while the replica is busy with earlier batches, commits gather in
+            // the shipped log and go out as one batch (spec/replication.md#flow-control).
+            await window.waitForRoom(limit: Self.batchesInFlight)
+            if stopping.load(ordering: .relaxed) || Task.isCancelled { break }
             switch log.read(fileID: currentFile, after: position, maxBytes: Self.batchBytes) {
-            case .changes(let changes):
-                let message = try ChangeBatch.message(changes)
-                let frame = Frame(epoch: epoch, message)
-                guard case .batch(let batchFile, _, _, _, let compressed) = message else { preconditionFailure() }
+            case .batch(let batch):
+                let message = ChangeBatch.message(
+                    fileID: currentFile, firstLSN: batch.firstLSN, count: batch.count,
+                    uncompressedLength: batch.uncompressedLength, frames: batch.frames)
                 // The frame's size without encoding it twice: overhead, file id, LSN, count, length.
-                let bytes = Frame.overhead + 1 + batchFile.count + 16 + compressed.count
-                position = changes.last!.lsn.rawValue
+                let bytes = Frame.overhead + 1 + currentFile.count + 16 + batch.frames.count
+                position = batch.lastLSN
                 sent.value = position
-                try await outbound.write(frame)
-                let pageBytes = changes.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.bytes.count } }
+                window.sent(through: position)
+                try await outbound.write(Frame(epoch: epoch, message))
                 figures.values.withLock {
                     $0.bytesShipped += UInt64(bytes)
                     $0.batchBytesShipped += UInt64(bytes)
-                    $0.pageBytesShipped += UInt64(pageBytes)
+                    $0.uncompressedBytesShipped += UInt64(batch.uncompressedLength)
                 }
                 metrics.shipped(bytes: bytes, partition: name, replica: figures.host)
                 lastSend = .now

@@ -9,7 +9,7 @@ import Synchronization
 /// disk, age) remove the oldest segment. A replica whose position is older than what is kept,
 /// or of another file id (after a compaction or restore), catches up by snapshot instead.
 ///
-/// Memory holds an index of the retained commits and the newest change sets (up to
+/// Memory holds an index of the retained commits and the newest compressed commits (up to
 /// `cacheBytes`), so a replica that keeps up never reads the disk. Appends are not synced one by
 /// one (the partition's own log holds the commit durably): a segment is synced when it is
 /// sealed, and a restart keeps what it finds whole and consecutive, drops what the partition
@@ -18,14 +18,25 @@ import Synchronization
 final class ShippedLog: Sendable {
     enum Read {
         /// The next commits after the position, at most about `maxBytes` of page images.
-        case changes([ChangeSet])
+        case batch(Batch)
         /// The position is the newest commit.
         case caughtUp
         /// The position is not kept (or of another file): send a snapshot.
         case notRetained
     }
 
-    /// Change sets kept in memory beside the index, newest first (their uncompressed size).
+    /// Consecutive commits as their retained records' zstd frames, concatenated: a batch
+    /// message's contents (spec/replication.md#batches), shipped without compressing again.
+    struct Batch {
+        var firstLSN: UInt64
+        var count: Int
+        /// The frames' contents together: the commits' change sets, encoded as in a batch.
+        var uncompressedLength: Int
+        var frames: [UInt8]
+        var lastLSN: UInt64 { firstLSN + UInt64(count) - 1 }
+    }
+
+    /// Compressed commits kept in memory beside the index, newest first.
     static let cacheBytes = 16 << 20
 
     private struct Entry {
@@ -36,7 +47,8 @@ final class ShippedLog: Sendable {
         var pageBytes: Int
         /// Unix milliseconds.
         var committed: UInt64
-        var cached: ChangeSet?
+        /// The record's zstd frame, while it is among the newest `cacheBytes`.
+        var cached: [UInt8]?
     }
 
     private struct Segment {
@@ -51,18 +63,37 @@ final class ShippedLog: Sendable {
         var base: UInt64
         var entries: [Entry] = []
         var start = 0
-        /// The oldest entry whose change set is still in memory.
+        /// The oldest entry whose frame is still in memory.
         var cacheStart = 0
         var cachedBytes = 0
         /// Oldest first; appends go to the last.
         var segments: [Segment] = []
         var diskBytes = 0
         var lastError: String?
-        var waiters: [UnsafeContinuation<Void, Never>] = []
         var newest: UInt64 { base + UInt64(entries.count - start) }
     }
 
     private let state: Mutex<State>
+
+    /// Change sets handed over and not yet written, oldest first.
+    private struct Queued {
+        var changes: [(ChangeSet, committed: UInt64)] = []
+        var drainScheduled = false
+    }
+
+    private let queued = Mutex(Queued())
+    /// Held while queued change sets are written, so they go out in order.
+    private let drainLock = Mutex(())
+    private let drainQueue: DispatchQueue
+
+    /// Streams waiting for a commit; `handedOver` counts appends, so a wait that begins just
+    /// after one is not missed.
+    private struct Waiting {
+        var handedOver: UInt64 = 0
+        var waiters: [UnsafeContinuation<Void, Never>] = []
+    }
+
+    private let waiting = Mutex(Waiting())
     let retention: HostConfiguration.Retention
     let directory: String
     /// A segment is sealed (synced, and a new one begun) past this size: a quarter of the bound,
@@ -75,6 +106,7 @@ final class ShippedLog: Sendable {
         self.directory = directory
         self.retention = retention
         segmentBytes = Int(min(max(retention.maxBytes / 4, 4096), 64 << 20))
+        drainQueue = DispatchQueue(label: "pdb.shipped-log.\(partition.name)")
         try SegmentFile.makeDirectory(directory)
         state = Mutex(try Self.recover(directory: directory, partition: partition))
         let (newest, fileID) = state.withLock { ($0.newest, $0.fileID) }
@@ -84,6 +116,7 @@ final class ShippedLog: Sendable {
             // its append): from the partition's log while it still holds them.
             do {
                 for changes in try partition.changes(after: LSN(newest)) { append(changes) }
+                drain()
             } catch {
                 reset(fileID: fileID, lastLSN: partition.lastLSN)
             }
@@ -155,17 +188,48 @@ final class ShippedLog: Sendable {
         return state
     }
 
-    /// Called by the commit observer, in LSN order, with the writer lock held.
+    /// Called by the commit observer, in LSN order, with the writer lock held: the change set is
+    /// only queued (and a waiting stream woken), so the writer does not wait for its compression
+    /// and write. The queue is written out by a background drain, or by whichever reader comes
+    /// first: every read of the log drains it before it looks, so a read sees every commit
+    /// handed over before it.
     func append(_ changes: ChangeSet) {
         let committed = UInt64(Date().timeIntervalSince1970 * 1000)
+        let schedule = queued.withLock { queued in
+            queued.changes.append((changes, committed))
+            defer { queued.drainScheduled = true }
+            return !queued.drainScheduled
+        }
+        if schedule { drainQueue.async { self.drain() } }
+        wake()
+    }
+
+    /// Writes every queued change set to the segments, in order.
+    private func drain() {
+        drainLock.withLock { _ in
+            let batch = queued.withLock { queued in
+                queued.drainScheduled = false
+                defer { queued.changes = [] }
+                return queued.changes
+            }
+            for (changes, committed) in batch { write(changes, committed: committed) }
+        }
+    }
+
+    /// Compresses one change set and appends it (holding `drainLock`).
+    private func write(_ changes: ChangeSet, committed: UInt64) {
         let record: [UInt8]
         do {
             record = try SegmentFormat.record(changes, committed: committed)
         } catch {
-            return reset(fileID: changes.fileID, lastLSN: changes.lsn, error: "\(error)")
+            state.withLock { state in
+                restart(&state, fileID: changes.fileID, base: changes.lsn.rawValue)
+                state.lastError = "\(error)"
+            }
+            return
         }
         let pageBytes = changes.pages.reduce(20) { $0 + $1.bytes.count + 4 }
-        let waiters: [UnsafeContinuation<Void, Never>] = state.withLock { state in
+        state.withLock { state in
             if changes.fileID != state.fileID || changes.lsn.rawValue != state.newest + 1 {
                 // Another file (a restore) or a gap: nothing kept before applies any more.
                 restart(&state, fileID: changes.fileID, base: changes.lsn.rawValue - 1)
@@ -175,21 +239,18 @@ final class ShippedLog: Sendable {
             } catch {
                 restart(&state, fileID: changes.fileID, base: changes.lsn.rawValue)
                 state.lastError = "\(error)"
-                defer { state.waiters = [] }
-                return state.waiters
+                return
             }
-            state.entries[state.entries.count - 1].cached = changes
-            state.cachedBytes += pageBytes
+            let frame = Array(SegmentFormat.frame(ofRecord: record))
+            state.entries[state.entries.count - 1].cached = frame
+            state.cachedBytes += frame.count
             while state.cachedBytes > Self.cacheBytes, state.cacheStart < state.entries.count - 1 {
-                state.cachedBytes -= state.entries[state.cacheStart].pageBytes
+                state.cachedBytes -= state.entries[state.cacheStart].cached?.count ?? 0
                 state.entries[state.cacheStart].cached = nil
                 state.cacheStart += 1
             }
             trim(&state)
-            defer { state.waiters = [] }
-            return state.waiters
         }
-        for waiter in waiters { waiter.resume() }
     }
 
     /// Appends a record to the newest segment, or to a new one when it is full.
@@ -227,23 +288,19 @@ final class ShippedLog: Sendable {
     }
 
     /// Restarts the log after the partition became another file (compaction, restore).
-    func reset(fileID: [UInt8], lastLSN: LSN, error: String? = nil) {
-        let waiters = state.withLock { state in
-            let waiters = state.waiters
-            restart(&state, fileID: fileID, base: lastLSN.rawValue)
-            state.lastError = error ?? state.lastError
-            return waiters
+    private func reset(fileID: [UInt8], lastLSN: LSN) {
+        drainLock.withLock { _ in
+            queued.withLock { $0.changes = [] }
+            state.withLock { restart(&$0, fileID: fileID, base: lastLSN.rawValue) }
         }
-        for waiter in waiters { waiter.resume() }
+        wake()
     }
 
     /// Removes every segment and keeps nothing before `base`.
     private func restart(_ state: inout State, fileID: [UInt8], base: UInt64) {
         for segment in state.segments { segment.file.remove() }
-        let waiters = state.waiters
         let error = state.lastError
         state = State(fileID: fileID, base: base)
-        state.waiters = waiters
         state.lastError = error
     }
 
@@ -256,7 +313,9 @@ final class ShippedLog: Sendable {
             state.diskBytes > retention.maxBytes || (now > maxAge && oldest.newestCommitted < now - maxAge)
         {
             while state.start < state.entries.count, state.entries[state.start].segment === oldest.file {
-                if state.start >= state.cacheStart { state.cachedBytes -= state.entries[state.start].pageBytes }
+                if state.start >= state.cacheStart {
+                    state.cachedBytes -= state.entries[state.start].cached?.count ?? 0
+                }
                 state.start += 1
                 state.base += 1
             }
@@ -274,10 +333,13 @@ final class ShippedLog: Sendable {
 
     /// Whether a stream from `position` of file `fileID` can be served from the kept commits.
     func retains(fileID: [UInt8], after position: UInt64) -> Bool {
-        state.withLock { fileID == $0.fileID && position >= $0.base && position <= $0.newest }
+        drain()
+        return state.withLock { fileID == $0.fileID && position >= $0.base && position <= $0.newest }
     }
 
+    /// The commits after `position`, up to about `maxBytes` of page images (at least one).
     func read(fileID: [UInt8], after position: UInt64, maxBytes: Int) -> Read {
+        drain()
         let picked: [Entry]? = state.withLock { state in
             guard fileID == state.fileID, position >= state.base, position <= state.newest else { return nil }
             // Entries are consecutive from base + 1.
@@ -293,46 +355,67 @@ final class ShippedLog: Sendable {
         }
         guard let picked else { return .notRetained }
         guard !picked.isEmpty else { return .caughtUp }
+        // One commit larger than a batch may be (a bulk load of about 90,000 records of 174
+        // bytes) is not streamed: the replica gets a snapshot that holds it.
+        if picked[0].pageBytes > ChangeBatch.maxUncompressedBytes { return .notRetained }
         // Older commits come from the segments, outside the lock (a removed segment stays
-        // readable while its file is open).
+        // readable while its file is open); each record's checksum and LSN are checked, and
+        // the replica decodes and checks every commit before it applies one.
         do {
-            var changes: [ChangeSet] = []
-            changes.reserveCapacity(picked.count)
+            var frames: [UInt8] = []
+            frames.reserveCapacity(picked.reduce(0) { $0 + ($1.cached?.count ?? $1.size) })
             for (offset, entry) in picked.enumerated() {
                 if let cached = entry.cached {
-                    changes.append(cached)
+                    frames += cached
                     continue
                 }
                 let bytes = try entry.segment.read(at: entry.offset, count: entry.size)
-                let read = try SegmentFormat.changes(ofRecord: bytes, fileID: fileID)
-                guard read.lsn.rawValue == position + UInt64(offset) + 1 else {
+                let (record, frame) = try SegmentFormat.checkedFrame(ofRecord: bytes)
+                guard record.lsn == position + UInt64(offset) + 1 else {
                     throw ResidencyError.retainedLog(path: entry.segment.path, operation: "read", errno: 0)
                 }
-                changes.append(read)
+                frames += frame
             }
-            return .changes(changes)
+            return .batch(
+                Batch(
+                    firstLSN: position + 1, count: picked.count,
+                    uncompressedLength: picked.reduce(0) { $0 + $1.pageBytes }, frames: frames))
         } catch {
             state.withLock { $0.lastError = "\(error)" }
             return .notRetained
         }
     }
 
-    /// Waits until a commit arrives or `wakeAll` runs (the heartbeat ticker, shutdown).
+    /// Waits until a commit after `position` is handed over, or `wakeAll` runs (the heartbeat
+    /// ticker, shutdown).
     func waitForCommit(after position: UInt64) async {
+        let seen = waiting.withLock { $0.handedOver }
+        drain()
+        if state.withLock({ $0.newest > position }) { return }
         await withUnsafeContinuation { continuation in
-            let ready = state.withLock { state in
-                if state.newest > position { return true }
-                state.waiters.append(continuation)
+            let ready = waiting.withLock { waiting in
+                if waiting.handedOver != seen { return true }
+                waiting.waiters.append(continuation)
                 return false
             }
             if ready { continuation.resume() }
         }
     }
 
+    /// Wakes the waiting streams after an append.
+    private func wake() {
+        let waiters = waiting.withLock { waiting in
+            waiting.handedOver &+= 1
+            defer { waiting.waiters = [] }
+            return waiting.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
     func wakeAll() {
-        let waiters = state.withLock { state in
-            defer { state.waiters = [] }
-            return state.waiters
+        let waiters = waiting.withLock { waiting in
+            defer { waiting.waiters = [] }
+            return waiting.waiters
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -348,7 +431,8 @@ final class ShippedLog: Sendable {
     }
 
     var figures: Figures {
-        state.withLock {
+        drain()
+        return state.withLock {
             Figures(
                 fileID: $0.fileID, newest: $0.newest, oldestRetained: $0.base, retainedBytes: $0.diskBytes,
                 segments: $0.segments.count, lastError: $0.lastError)
@@ -357,7 +441,8 @@ final class ShippedLog: Sendable {
 
     /// How long ago the first commit after `position` was made, and the page bytes after it.
     func lag(after position: UInt64) -> (milliseconds: Int, bytes: Int) {
-        state.withLock { state in
+        drain()
+        return state.withLock { state in
             guard position >= state.base, position < state.newest else { return (0, 0) }
             let index = state.start + Int(position - state.base)
             let now = UInt64(Date().timeIntervalSince1970 * 1000)

@@ -3,9 +3,11 @@ import PartitionDB
 
 /// The change sets of consecutive commits in one `batch` message (spec/replication.md#batches):
 /// uncompressed, for each commit its LSN (u64), page count (u32), number of page images (u32)
-/// and page size (u32), then each image's page number (u32) and bytes; the whole zstd-compressed
-/// as one frame. Decoding checks everything before a single change set is handed out, so a bad
-/// batch is refused whole.
+/// and page size (u32), then each image's page number (u32) and bytes; compressed as zstd frames
+/// whose contents, in order, are those bytes: one frame for the whole batch, or, as a primary
+/// ships them, one frame per commit (its retained record's, sent without compressing again).
+/// Decoding checks everything before a single change set is handed out, so a bad batch is
+/// refused whole.
 public enum ChangeBatch {
     /// The most uncompressed bytes of one batch; a shipper cuts batches at this size.
     public static let maxUncompressedBytes = 16 << 20
@@ -87,11 +89,37 @@ public enum ChangeBatch {
         return output
     }
 
-    /// Decompresses one zstd frame that must hold exactly `length` bytes.
+    /// A batch message of commits already compressed one by one: `frames` is their zstd frames
+    /// concatenated (the retained log's records), `uncompressedLength` the sum of their contents.
+    static func message(
+        fileID: [UInt8], firstLSN: UInt64, count: Int, uncompressedLength: Int, frames: [UInt8]
+    ) -> Message {
+        precondition(count >= 1 && uncompressedLength <= maxUncompressedBytes, "a batch within the limits")
+        return .batch(
+            fileID: fileID, firstLSN: firstLSN, count: UInt32(count), uncompressedLength: UInt32(uncompressedLength),
+            compressed: frames)
+    }
+
+    /// Decompresses zstd frames that must hold exactly `length` bytes together, each stating
+    /// its content size (checked before anything is allocated for them).
     static func decompress(_ bytes: [UInt8], length: Int) throws -> [UInt8] {
-        let stated = bytes.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        let stated: UInt64? = bytes.withUnsafeBytes { all in
+            var total: UInt64 = 0
+            var offset = 0
+            while offset < all.count {
+                let rest = UnsafeRawBufferPointer(rebasing: all[offset...])
+                let content = ZSTD_getFrameContentSize(rest.baseAddress, rest.count)
+                let frame = ZSTD_findFrameCompressedSize(rest.baseAddress, rest.count)
+                // Unknown or error sizes are the largest values; a frame's size is at least 1.
+                guard content <= UInt64(maxUncompressedBytes), ZSTD_isError(frame) == 0, frame > 0 else { return nil }
+                total += content
+                guard total <= UInt64(maxUncompressedBytes) else { return nil }
+                offset += frame
+            }
+            return total
+        }
         guard stated == UInt64(length) else {
-            throw ResidencyError.malformedMessage(reason: "a batch's compressed frame does not hold \(length) bytes")
+            throw ResidencyError.malformedMessage(reason: "a batch's compressed frames do not hold \(length) bytes")
         }
         var output = [UInt8](repeating: 0, count: length)
         let size = bytes.withUnsafeBytes { source in

@@ -116,15 +116,29 @@ enum SegmentFormat {
         bytes.count - offset >= 4 && Int(readU32(bytes, at: offset)) == bytes.count - offset - 4
     }
 
-    /// The change set a whole record (as `parseRecord` found it) holds, every field checked.
-    static func changes(ofRecord bytes: [UInt8], fileID: [UInt8]) throws -> ChangeSet {
+    /// Where a record's zstd frame starts: after its length, LSN, time and uncompressed length.
+    static let frameOffset = 4 + 8 + 8 + 4
+
+    /// The zstd frame of a record made by `record(_:committed:)`, which holds the commit as a
+    /// one-commit batch: a batch message of several commits is their frames concatenated.
+    static func frame(ofRecord bytes: [UInt8]) -> ArraySlice<UInt8> {
+        bytes[frameOffset..<(bytes.count - 4)]
+    }
+
+    /// A whole record (as `parseRecord` finds it) and its zstd frame, its checksum verified.
+    static func checkedFrame(ofRecord bytes: [UInt8]) throws -> (record: Record, frame: ArraySlice<UInt8>) {
         guard case .record(let record) = parseRecord(bytes, at: 0), record.size == bytes.count else {
             throw ResidencyError.malformedMessage(reason: "a retained record is damaged")
         }
-        let compressed = Array(bytes[(4 + 8 + 8 + 4)..<(bytes.count - 4)])
+        return (record, frame(ofRecord: bytes))
+    }
+
+    /// The change set a whole record holds, every field checked.
+    static func changes(ofRecord bytes: [UInt8], fileID: [UInt8]) throws -> ChangeSet {
+        let (record, frame) = try checkedFrame(ofRecord: bytes)
         let changes = try ChangeBatch.changes(
             fileID: fileID, firstLSN: record.lsn, count: 1, uncompressedLength: record.uncompressedLength,
-            compressed: compressed)
+            compressed: Array(frame))
         return changes[0]
     }
 

@@ -106,7 +106,7 @@ struct PartitionDBSide {
         results.set(.compressionRatio, .partitiondb, Double(after.compressionRatioPercent) / 100)
         progress(
             "shipped \(format(perCommit, .bytes)) per commit over \(commits) commits; compression "
-                + "\(Double(after.compressionRatioPercent) / 100) : 1 (page bytes per batch byte)")
+                + "\(Double(after.compressionRatioPercent) / 100) : 1 (uncompressed change-set bytes per batch byte)")
 
         replica!.stop()
         try verifyCopy(cluster, partition)

@@ -52,6 +52,21 @@ final class AcknowledgementWindowTests: XCTestCase {
         XCTAssertEqual(window.unacknowledged, 0)
     }
 
+    /// After a snapshot of a restored or compacted partition, whose LSN may be lower than the
+    /// batches of the old file still counted, the stream starts with an empty window.
+    func testAResetForgetsTheBatchesInFlight() async {
+        let window = AcknowledgementWindow()
+        window.sent(through: 900)
+        window.sent(through: 901)
+        let (task, _) = waitingSender(window, limit: 2)
+        window.reset()
+        await task.value
+        XCTAssertEqual(window.unacknowledged, 0)
+        window.sent(through: 40)
+        window.acknowledged(40)
+        XCTAssertEqual(window.unacknowledged, 0)
+    }
+
     func testClosingReleasesTheSenderAndEveryLaterWait() async throws {
         let window = AcknowledgementWindow()
         window.sent(through: 1)

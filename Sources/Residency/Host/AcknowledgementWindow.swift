@@ -35,6 +35,17 @@ final class AcknowledgementWindow: Sendable {
         waiter?.resume()
     }
 
+    /// Forgets the batches in flight: after a snapshot, whose acknowledgement may be of a lower
+    /// LSN than batches of the partition's earlier file.
+    func reset() {
+        let waiter: UnsafeContinuation<Void, Never>? = state.withLock { state in
+            state.inFlight = []
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
     /// Ends the stream: a waiting sender returns, and every later wait returns at once.
     func close() {
         let waiter: UnsafeContinuation<Void, Never>? = state.withLock { state in

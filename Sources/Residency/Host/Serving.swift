@@ -229,6 +229,7 @@ extension ClusterHost {
                 position = try await sendSnapshot(name, to: outbound, figures: figures)
                 currentFile = log.figures.fileID
                 sent.value = position
+                window.reset()
                 figures.values.withLock { $0.state = "streaming" }
             }
         }

@@ -109,6 +109,31 @@ final class ShippedLogTests: XCTestCase {
         try database.close()
     }
 
+    /// What every replica has acknowledged is not kept to the bounds, as a replication slot
+    /// lets PostgreSQL recycle WAL: the segments wholly below it go, the newest stays.
+    func testSegmentsEveryReplicaHasAreReleased() throws {
+        // 400 commits take about 375 KB: four segments of 120 KB, within the bound.
+        let (database, partition, log) = try open(maxBytes: 480_000)
+        let start = partition.lastLSN.rawValue
+        try put(partition, 0..<400)
+        let before = log.figures
+        XCTAssertGreaterThan(before.segments, 2)
+        XCTAssertEqual(before.oldestRetained, start, "within the bounds nothing was dropped")
+        log.release(through: 0)
+        XCTAssertEqual(log.figures.segments, before.segments)
+        let halfway = start + 200
+        log.release(through: halfway)
+        let after = log.figures
+        XCTAssertLessThan(after.segments, before.segments)
+        XCTAssertGreaterThan(after.oldestRetained, start)
+        XCTAssertLessThanOrEqual(after.oldestRetained, halfway, "a commit not every replica has was dropped")
+        XCTAssertEqual(all(log, fileID: partition.fileID, after: halfway)?.count, 200)
+        log.release(through: before.newest)
+        XCTAssertEqual(log.figures.segments, 1, "the newest segment, being appended to, stays")
+        XCTAssertEqual(SegmentFile.list(directory: segments).count, 1)
+        try database.close()
+    }
+
     func testARestartFillsAGapFromThePartitionsLogAndRepairsATornTail() throws {
         var (database, partition, log) = try open()
         let start = partition.lastLSN.rawValue

@@ -156,6 +156,7 @@ extension ClusterHost {
                         }
                         figures.values.withLock { $0.durableLSN = max($0.durableLSN, lsn) }
                         window.acknowledged(lsn)
+                        releaseRetained(name, log: log)
                         acknowledgementObserver.notify(partition: name, replica: replica, durableLSN: lsn)
                     case .refusal(let code, let message):
                         throw ResidencyError.refused(code: code, message: message)
@@ -235,11 +236,23 @@ extension ClusterHost {
         }
     }
 
+    /// Lets the retained log drop what every configured replica of the partition has
+    /// acknowledged since this host started (spec/replication.md#retention).
+    private func releaseRetained(_ name: String, log: ShippedLog) {
+        guard let replicas = replicaFigures[name]?.values, !replicas.isEmpty else { return }
+        let everyReplica = replicas.map { figures in figures.values.withLock { $0.durableLSN } }.min() ?? 0
+        if everyReplica > 0 { log.release(through: everyReplica) }
+    }
+
     /// Takes a consistent snapshot (a backup, while writes go on) and sends it; returns its LSN.
     private func sendSnapshot(
         _ name: String, to outbound: NIOAsyncChannelOutboundWriter<Frame>, figures: ReplicaFigures
     ) async throws -> UInt64 {
-        figures.values.withLock { $0.state = "snapshot" }
+        figures.values.withLock {
+            $0.state = "snapshot"
+            // Its acknowledgements until now were of another file, or of none.
+            $0.durableLSN = 0
+        }
         let path = (NSTemporaryDirectory() as NSString).appendingPathComponent(
             "pdb-snapshot-\(configuration.host)-\(name)-\(UUID().uuidString).backup")
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -70,6 +70,8 @@ final class ShippedLog: Sendable {
         var segments: [Segment] = []
         var diskBytes = 0
         var lastError: String?
+        /// Every configured replica has acknowledged up to here: older segments are not needed.
+        var released: UInt64 = 0
         var newest: UInt64 { base + UInt64(entries.count - start) }
     }
 
@@ -306,11 +308,31 @@ final class ShippedLog: Sendable {
 
     /// Removes the oldest segments while the log is over its size bound or their newest commit
     /// is older than the age bound.
+    /// The last LSN the oldest segment holds.
+    private func lastLSN(of oldest: Segment, in state: State) -> UInt64 {
+        var index = state.start
+        while index < state.entries.count, state.entries[index].segment === oldest.file { index += 1 }
+        return state.base + UInt64(index - state.start)
+    }
+
+    /// Every configured replica holds the commits up to `lsn` durably: the segments wholly at or
+    /// below it are removed (all but the newest), as PostgreSQL recycles WAL no replication slot
+    /// needs. Until every replica has acknowledged since this host started, nothing is released.
+    func release(through lsn: UInt64) {
+        drain()
+        state.withLock { state in
+            guard lsn > state.released else { return }
+            state.released = lsn
+            trim(&state)
+        }
+    }
+
     private func trim(_ state: inout State) {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
         let maxAge = retention.maxAgeSeconds > UInt64.max / 1000 ? UInt64.max : retention.maxAgeSeconds * 1000
         while let oldest = state.segments.first,
             state.diskBytes > retention.maxBytes || (now > maxAge && oldest.newestCommitted < now - maxAge)
+                || (state.segments.count > 1 && lastLSN(of: oldest, in: state) <= state.released)
         {
             while state.start < state.entries.count, state.entries[state.start].segment === oldest.file {
                 if state.start >= state.cacheStart {

@@ -5,8 +5,9 @@ import PartitionDB
 
 /// Fuzz target `protocol`: the input is a byte stream from a peer (spec/replication.md#frames).
 /// It is fed to `FrameDecoder` in pieces whose sizes the input's first byte picks; every batch
-/// decoded is unpacked into change sets. The same input runs a second time as one frame with its
-/// length and checksum made right, so that mutations reach the payload decoders. The input is
+/// decoded is unpacked into change sets, and every snapshot chunk into pages. The same input runs
+/// a second time as one frame with its length and checksum made right, so that mutations reach
+/// the payload decoders. The input is
 /// also read as a retained-log segment file (spec/replication.md#retained-segments), as found
 /// and behind a valid header with one record whose length and checksum are made right. A
 /// `ResidencyError` is a correct answer; a crash, a hang or another error type is a bug.
@@ -74,6 +75,14 @@ func decodeStream(_ bytes: [UInt8]) {
                         fileID: fileID, firstLSN: first, count: count, uncompressedLength: length,
                         compressed: compressed)
                     precondition(changes.count == Int(count), "a batch with another number of commits")
+                }
+                if case .snapshotChunk(_, let count, let bytes) = frame.message {
+                    // As either encoding, at the smallest page size: what a replica decodes.
+                    for encoding in [SnapshotEncoding.pages, .zstd] {
+                        if let pages = try? SnapshotChunk.pages(bytes, pages: count, pageSize: 4096, encoding: encoding) {
+                            precondition(pages.count == Int(count) * 4096, "a chunk with another number of pages")
+                        }
+                    }
                 }
             }
         }

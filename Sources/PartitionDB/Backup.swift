@@ -83,38 +83,22 @@ extension Partition {
     public func backup(to path: String, replacing: Bool = false) throws -> BackupSummary {
         try TargetFile.check(
             path, databaseDirectory: PartitionFile.directoryOf(self.path), replacing: replacing, fileSystem: fileSystem)
-        let (pager, id, snapshot) = try beginRead()
-        defer { pager.endRead(id) }
-        let header = snapshot.header
+        let reader = try snapshotReader()
+        defer { reader.close() }
         let bytes = try fileSystem.writeWhole(path) { file in
             try file.write(
                 BackupFormat.encode(
                     .init(
-                        pageSize: header.pageSize, pageCount: header.pageCount, lsn: header.lastLSN,
-                        fileID: header.fileID, region: header.region, name: header.name)), at: 0)
+                        pageSize: reader.pageSize, pageCount: reader.pageCount, lsn: reader.lsn,
+                        fileID: reader.fileID, region: reader.region, name: reader.name)), at: 0)
             let writer = try ZstdWriter(file: file, offset: UInt64(BackupFormat.headerSize))
-            var batch: [UInt8] = []
-            batch.reserveCapacity(1 << 20)
-            for n in 0..<header.pageCount {
-                let number = PageNumber(n)
-                let page = n == 0 ? sealedHeader(header) : try pager.page(number, in: snapshot)
-                batch.append(contentsOf: page.bytes)
-                if batch.count >= 1 << 20 {
-                    try writer.write(batch)
-                    batch.removeAll(keepingCapacity: true)
-                }
+            while let pages = try reader.nextChunk(maxPages: max(1, (1 << 20) / reader.pageSize)) {
+                try writer.write(pages)
             }
-            try writer.write(batch)
             try writer.finish()
             return writer.offset
         }
-        return BackupSummary(pages: Int(header.pageCount), bytes: bytes, lsn: header.lastLSN)
-    }
-
-    private func sealedHeader(_ header: PartitionHeader) -> Page {
-        var page = header.encode()
-        page.seal(number: .header)
-        return page
+        return BackupSummary(pages: Int(reader.pageCount), bytes: bytes, lsn: reader.lsn)
     }
 }
 
@@ -142,64 +126,42 @@ extension Database {
         let header = try BackupFormat.decode(headerBytes, path: backupPath)
         let target = name ?? header.name
         try Names.validate(target, kind: "partition")
-        let expected = target == Database.globalPartitionName ? Region.global : region
-        guard header.region == expected else {
-            throw PartitionDBError.regionMismatch(path: backupPath, expected: expected.name, found: header.region.name)
-        }
-        let path = Database.partitionPath(self.path, target)
-        try PartitionFile.requireOwnFile(path, fileSystem: fileSystem)
-        try PartitionFile.requireOwnFile(PartitionFile.logPath(path), fileSystem: fileSystem)
-        if fileSystem.status(path) != nil {
-            guard replace else { throw PartitionDBError.partitionExists(name: target) }
-            guard !isOpen(target) else {
-                throw PartitionDBError.busy(partition: target, reason: "it is open; close it before restoring over it")
-            }
+        // Checked here, before anything is created, as a restore has always done; the incoming
+        // file checks the name, the region and what is in the way of the partition's files.
+        if fileSystem.status(Database.partitionPath(self.path, target)) != nil, replace, isOpen(target) {
+            throw PartitionDBError.busy(partition: target, reason: "it is open; close it before restoring over it")
         }
         // Under another name the restored file is a partition of its own: a new file id, so
         // that no change set or log of the original can ever apply to it.
         let fileID = target == header.name ? nil : (0..<16).map { _ in UInt8.random(in: 0...255) }
-        let temporary = path + ".creating"
-        try fileSystem.remove(temporary)
-        let file = try fileSystem.createNew(temporary)
-        do {
-            defer { file.close() }
-            try copyPages(of: header, from: source, backupPath: backupPath, to: file, name: target, fileID: fileID)
-            try file.sync()
-            try install(temporary, as: target, replace: replace)
-        } catch {
-            try? fileSystem.remove(temporary)
-            throw error
-        }
-        return RestoreSummary(partition: target, pages: Int(header.pageCount), lsn: header.lsn)
+        let incoming = try IncomingPartition(
+            database: self, name: target, pageSize: header.pageSize, pageCount: header.pageCount, lsn: header.lsn,
+            fileID: header.fileID, region: header.region, replace: replace,
+            source: .init(
+                path: backupPath, name: header.name, refusal: { .badBackup(path: backupPath, reason: $0) }),
+            renamedFileID: fileID)
+        defer { incoming.abandon() }
+        try copyPages(of: header, from: source, backupPath: backupPath, to: incoming)
+        return try incoming.finish()
     }
 
-    /// Decompresses and verifies every page of a backup into `file`, renaming the partition in
-    /// its header (and giving it `fileID` when set).
+    /// Decompresses the pages of a backup into `incoming`, which verifies each.
     private func copyPages(
-        of header: BackupFormat.Header, from source: any FileHandle, backupPath: String, to file: any FileHandle,
-        name: String, fileID: [UInt8]?
+        of header: BackupFormat.Header, from source: any FileHandle, backupPath: String, to incoming: IncomingPartition
     ) throws {
         let reader = try ZstdReader(file: source, offset: UInt64(BackupFormat.headerSize))
-        for n in 0..<header.pageCount {
-            var page: Page
+        let run = max(1, (1 << 20) / header.pageSize)
+        var n: UInt32 = 0
+        while n < header.pageCount {
+            let count = min(run, Int(header.pageCount - n))
+            let pages: [UInt8]
             do {
-                page = Page(bytes: try reader.read(count: header.pageSize))
+                pages = try reader.read(count: count * header.pageSize)
             } catch let error as PartitionDBError {
-                throw PartitionDBError.badBackup(path: backupPath, reason: "page \(n): \(error)")
+                throw PartitionDBError.badBackup(path: backupPath, reason: "pages from \(n): \(error)")
             }
-            do {
-                try Pager.verify(page, number: PageNumber(n), file: backupPath)
-            } catch {
-                throw PartitionDBError.badBackup(path: backupPath, reason: "page \(n) fails its checksum")
-            }
-            if n == 0 {
-                var restored = try PartitionHeader.decode(page, file: backupPath)
-                restored.name = name
-                if let fileID { restored.fileID = fileID }
-                page = restored.encode()
-                page.seal(number: .header)
-            }
-            try file.write(page.bytes, at: UInt64(n) * UInt64(header.pageSize))
+            try incoming.write(pages: pages)
+            n += UInt32(count)
         }
         // The page count and the frame must agree to the byte: a backup with more content, bytes
         // after the frame, or a frame cut before its content checksum is not the backup it claims.

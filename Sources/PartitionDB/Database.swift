@@ -15,9 +15,12 @@ public final class Database: @unchecked Sendable {
     static let identityFileName = "PARTITIONDB"
     static let partitionSuffix = ".pdb"
 
-    /// Protects `partitions` and `resolver`.
+    /// Protects `partitions`, `receiving` and `resolver`.
     private let stateLock = Lock()
     private var partitions: [String: Partition] = [:]
+    /// Names of partitions whose file is being received (`IncomingPartition`): one at a time each,
+    /// since each writes the same temporary file.
+    private var receiving: Set<String> = []
     private var resolver: (any HomeRegionResolver)? = nil
     private var isClosed = false
 
@@ -350,6 +353,19 @@ public final class Database: @unchecked Sendable {
     }
 
     func isOpen(_ name: String) -> Bool { stateLock.withLock { partitions[name] != nil } }
+
+    /// Claims `name` for an `IncomingPartition`; `busy` while another one holds it.
+    func beginReceiving(_ name: String) throws {
+        try stateLock.withLock {
+            guard !isClosed else { throw PartitionDBError.closed(partition: name) }
+            guard receiving.insert(name).inserted else {
+                throw PartitionDBError.busy(
+                    partition: name, reason: "another snapshot or restore of it is being received")
+            }
+        }
+    }
+
+    func endReceiving(_ name: String) { _ = stateLock.withLock { receiving.remove(name) } }
 
     /// Forgets a closed partition handle, so the next `partition(name)` opens it afresh.
     func forget(_ name: String) {

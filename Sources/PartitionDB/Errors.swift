@@ -37,6 +37,9 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
     /// A change stream does not fit this copy of the partition.
     case changeStreamMismatch(partition: String, reason: String)
     case badBackup(path: String, reason: String)
+    /// A partition file received page by page (`Database.receivePartition`) is refused; nothing
+    /// of it is kept and the partition's existing file is unchanged.
+    case badSnapshot(partition: String, reason: String)
     case compression(reason: String)
     case closed(partition: String)
     /// The operation needs the partition to itself; `reason` says what is in the way.
@@ -120,6 +123,9 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
             return "change stream does not fit partition \(Quoting.name(partition)): \(reason)"
         case .badBackup(let path, let reason):
             return "\(Quoting.path(path)) is not a usable backup: \(reason)"
+        case .badSnapshot(let partition, let reason):
+            return
+                "the snapshot received for partition \(Quoting.name(partition)) is refused: \(reason); nothing of it was kept and the partition's existing copy is unchanged; receive a new snapshot"
         case .compression(let reason):
             return "zstd failed: \(reason)"
         case .closed(let partition):
@@ -182,6 +188,7 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
         case .changesNotRetained: return "changes_not_retained"
         case .changeStreamMismatch: return "change_stream_mismatch"
         case .badBackup: return "bad_backup"
+        case .badSnapshot: return "bad_snapshot"
         case .compression: return "compression"
         case .closed: return "closed"
         case .busy: return "busy"

@@ -346,7 +346,11 @@ final class ClusterTests: PDBTestCase {
                 let connection = try await FrameTransport.connect(to: address, tls: files, group: group)
                 outcome.value = try await connection.run { inbound, outbound in
                     try await outbound.write(
-                        Frame(epoch: 1, .hello(protocolVersion: 1, partition: partition, fileID: [], durableLSN: 0)))
+                        Frame(
+                            epoch: 1,
+                            .hello(
+                                protocolVersion: Message.protocolVersion, partition: partition, fileID: [],
+                                durableLSN: 0)))
                     for try await frame in inbound {
                         if case .refusal(let code, _) = frame.message { return code }
                         return "accepted"

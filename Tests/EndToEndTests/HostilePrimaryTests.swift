@@ -64,7 +64,7 @@ final class HostilePrimaryTests: PDBTestCase {
 
         stop("eu-1")
         // Two real commits after `at`, made on a copy of the stopped eu-1: they fit eu-2's copy.
-        let (fileID, next) = try commits(after: at)
+        let (fileID, next, snapshot) = try commits(after: at)
         let eu1 = try HostConfiguration.load("\(cluster)/hosts/eu-1/config.json")
         let fake = try FakePrimary(
             listen: eu1.listen, tls: try TLSFiles(directory: "\(cluster)/hosts/eu-1/tls"), partition: "users")
@@ -105,13 +105,38 @@ final class HostilePrimaryTests: PDBTestCase {
                 words: "of region us; this host holds only eu", border: true),
             Scenario(
                 name: "a snapshot of region us",
-                bytes: frame(.snapshotBegin(fileID: fileID, region: "us", lsn: at + 1, bytes: UInt64(2 * chunk.count)))
-                    + frame(.snapshotChunk(chunk)) + frame(.snapshotChunk(chunk)),
+                bytes: frame(
+                    .snapshotBegin(
+                        fileID: fileID, region: "us", lsn: at + 1, pageSize: 4096,
+                        pageCount: 2 * UInt32(chunk.count / 4096),
+                        encoding: .pages))
+                    + frame(.snapshotChunk(firstPage: 0, pages: UInt32(chunk.count / 4096), bytes: chunk))
+                    + frame(
+                        .snapshotChunk(
+                            firstPage: UInt32(chunk.count / 4096), pages: UInt32(chunk.count / 4096), bytes: chunk)),
                 words: "of region us; this host holds only eu", border: true,
                 probe: {
                     (try? Self.filesContain(replicaFolder, marker)) == true
                         ? "the snapshot's chunks were written under \(replicaFolder)" : nil
                 }),
+            // A real snapshot of eu-1's users two commits on, but for one page whose bytes are not
+            // the ones its checksum sealed; then the same snapshot without its last chunk, and with
+            // a chunk of pages beyond its page count. Each is refused whole: the copy stays at its
+            // LSN, and the new file is removed.
+            Scenario(
+                name: "a snapshot with a damaged page", bytes: snapshot.frames(damagingPage: 2) + frame(.snapshotEnd),
+                words: "page 2 fails its check (checksum mismatch)"),
+            Scenario(
+                name: "a snapshot short of its pages",
+                bytes: Array(snapshot.frames().dropLast(snapshot.lastChunk))
+                    + frame(.snapshotEnd),
+                words:
+                    "only \(snapshot.pageCount - snapshot.lastChunkPages) of the announced \(snapshot.pageCount) pages arrived"
+            ),
+            Scenario(
+                name: "a snapshot with pages beyond its count",
+                bytes: snapshot.frames() + snapshot.extraChunk + frame(.snapshotEnd),
+                words: "pages beyond the announced count of \(snapshot.pageCount)"),
             // One frame, two commits: the first whole, the second garbage. The batch is refused
             // whole, so not even its first commit is applied.
             Scenario(
@@ -127,7 +152,12 @@ final class HostilePrimaryTests: PDBTestCase {
             XCTAssertEqual(outcome.lsn, at, scenario.name)
             XCTAssertTrue(outcome.closedByReplica, "\(scenario.name): eu-2 kept the connection open")
             XCTAssertNil(outcome.probe, scenario.name)
-            XCTAssertEqual(outcome.answers, [], "\(scenario.name): eu-2 answered")
+            // Only the keepalive of a snapshot being received (LSN 0: nothing applied).
+            XCTAssertEqual(
+                outcome.answers.filter { $0 != .acknowledgement(durableLSN: 0) }, [], "\(scenario.name): eu-2 answered")
+            XCTAssertFalse(
+                FileManager.default.fileExists(atPath: "\(replicaFolder)/data/users.pdb.creating"),
+                "\(scenario.name) left the incoming partition file")
             var status = before
             let deadline = Date().addingTimeInterval(10)
             while Date() < deadline {
@@ -164,8 +194,11 @@ final class HostilePrimaryTests: PDBTestCase {
     }
 
     /// The change sets of two commits after `lsn` to `users`, made on a copy of the stopped eu-1's
-    /// data directory (which is at `lsn`): real commits, of its file id, as eu-1 would ship them.
-    private func commits(after lsn: UInt64) throws -> (fileID: [UInt8], changes: [ChangeSet]) {
+    /// data directory (which is at `lsn`): real commits, of its file id, as eu-1 would ship them;
+    /// and the snapshot of that copy after them, as eu-1 would stream it.
+    private func commits(after lsn: UInt64) throws -> (
+        fileID: [UInt8], changes: [ChangeSet], snapshot: RecordedSnapshot
+    ) {
         let scratch = root.appendingPathComponent("scratch").path
         try FileManager.default.copyItem(atPath: "\(cluster)/hosts/eu-1/data", toPath: scratch)
         let database = try Database.open(at: scratch, region: try Region("eu"))
@@ -183,7 +216,18 @@ final class HostilePrimaryTests: PDBTestCase {
         users.setCommitObserver(nil)
         let changes = observed.values
         XCTAssertEqual(changes.map(\.lsn.rawValue), [lsn + 1, lsn + 2])
-        return (users.fileID, changes)
+        let reader = try users.snapshotReader()
+        defer { reader.close() }
+        var chunks: [[UInt8]] = []
+        while let chunk = try reader.nextChunk(maxPages: 2) { chunks.append(chunk) }
+        XCTAssertGreaterThan(chunks.count, 2)
+        XCTAssertEqual(reader.lsn.rawValue, lsn + 2)
+        return (
+            users.fileID, changes,
+            RecordedSnapshot(
+                fileID: reader.fileID, lsn: reader.lsn.rawValue, pageSize: reader.pageSize, pageCount: reader.pageCount,
+                chunks: chunks)
+        )
     }
 
     // MARK: Hosts (as in ClusterTests)
@@ -251,6 +295,49 @@ final class HostilePrimaryTests: PDBTestCase {
         let partitions = try XCTUnwrap(object["partitions"] as? [[String: Any]])
         return (try XCTUnwrap(partitions.first { $0["name"] as? String == "users" }), object["refusals"] as? Int ?? -1)
     }
+}
+
+/// The pages of a real snapshot, in chunks, and the frames a primary would stream of them.
+private struct RecordedSnapshot {
+    var fileID: [UInt8]
+    var lsn: UInt64
+    var pageSize: Int
+    var pageCount: UInt32
+    var chunks: [[UInt8]]
+
+    /// `snapshot begin` and every chunk, zstd-compressed, one frame each; with a byte of
+    /// `damagingPage`'s contents changed when set (its checksum then fails).
+    func frames(damagingPage: UInt32? = nil) -> [UInt8] {
+        var bytes = Frame(
+            epoch: 1,
+            .snapshotBegin(
+                fileID: fileID, region: "eu", lsn: lsn, pageSize: UInt32(pageSize), pageCount: pageCount,
+                encoding: .zstd)
+        ).encoded()
+        var first: UInt32 = 0
+        for var chunk in chunks {
+            let pages = UInt32(chunk.count / pageSize)
+            if let damagingPage, (first..<first + pages).contains(damagingPage) {
+                chunk[Int(damagingPage - first) * pageSize + pageSize / 2] ^= 0x20
+            }
+            bytes += message(first, chunk)
+            first += pages
+        }
+        return bytes
+    }
+
+    private func message(_ first: UInt32, _ pages: [UInt8]) -> [UInt8] {
+        Frame(
+            epoch: 1,
+            try! SnapshotChunk.message(firstPage: first, pages: pages, pageSize: pageSize, encoding: .zstd)
+        ).encoded()
+    }
+
+    /// Bytes of the last chunk's frame, and its pages.
+    var lastChunk: Int { message(pageCount - lastChunkPages, chunks.last!).count }
+    var lastChunkPages: UInt32 { UInt32(chunks.last!.count / pageSize) }
+    /// The first chunk again, sent as the pages after the last.
+    var extraChunk: [UInt8] { message(pageCount, chunks[0]) }
 }
 
 /// Change sets handed over by a commit observer.

@@ -11,9 +11,9 @@ final class ProtocolTests: XCTestCase {
     private let samples: [Message] = [
         .hello(protocolVersion: 1, partition: "users", fileID: Array(repeating: 7, count: 16), durableLSN: 42),
         .streamStart(fileID: [1, 2, 3], region: "eu", after: 9),
-        .snapshotBegin(fileID: [4], region: "global", lsn: 3, bytes: 1 << 33),
-        .snapshotChunk([0, 1, 2, 255]),
-        .snapshotEnd(sha256: Array(repeating: 0xAB, count: 32)),
+        .snapshotBegin(fileID: [4], region: "global", lsn: 3, pageSize: 4096, pageCount: 1 << 31, encoding: .zstd),
+        .snapshotChunk(firstPage: 256, pages: 2, bytes: [0, 1, 2, 255]),
+        .snapshotEnd,
         .acknowledgement(durableLSN: 77),
         .refusal(code: "border", message: "no"),
         .request(arguments: ["get", "pdb://x:1", "users", "t", "k"], input: Array("line\n".utf8)),
@@ -153,6 +153,42 @@ final class ProtocolTests: XCTestCase {
         XCTAssertThrowsError(
             try ChangeBatch.changes(
                 fileID: fileID, firstLSN: 5, count: 1, uncompressedLength: frames[0].length, compressed: unsized))
+    }
+
+    func testSnapshotChunksCarryExactlyTheirPages() throws {
+        var random = SystemRandomNumberGenerator()
+        let pages = (0..<3 * 4096).map { i in i % 7 == 0 ? UInt8.random(in: 0...255, using: &random) : 0 }
+        for encoding in [SnapshotEncoding.pages, .zstd] {
+            for level: Int32 in [1, -5] {
+                let message = try SnapshotChunk.message(
+                    firstPage: 9, pages: pages, pageSize: 4096, encoding: encoding, level: level)
+                guard case .snapshotChunk(let first, let count, let bytes) = message else {
+                    return XCTFail("\(message)")
+                }
+                XCTAssertEqual(first, 9)
+                XCTAssertEqual(count, 3)
+                XCTAssertEqual(try SnapshotChunk.pages(bytes, pages: 3, pageSize: 4096, encoding: encoding), pages)
+                // Another count than the bytes hold, a cut or lengthened frame: refused.
+                for wrong in [2, 4] as [UInt32] {
+                    XCTAssertThrowsError(
+                        try SnapshotChunk.pages(bytes, pages: wrong, pageSize: 4096, encoding: encoding))
+                }
+                XCTAssertThrowsError(
+                    try SnapshotChunk.pages(Array(bytes.dropLast()), pages: 3, pageSize: 4096, encoding: encoding))
+                XCTAssertThrowsError(try SnapshotChunk.pages(bytes + [0], pages: 3, pageSize: 4096, encoding: encoding))
+            }
+        }
+        // A count that would need more than the limit is refused before anything is allocated.
+        XCTAssertThrowsError(try SnapshotChunk.pages([], pages: UInt32.max, pageSize: 65_536, encoding: .zstd))
+        // No pages, a run past page 2^32, an unknown encoding: refused by the decoder.
+        let chunk = Frame(epoch: 1, .snapshotChunk(firstPage: 0, pages: 1, bytes: [1])).encoded()
+        XCTAssertThrowsError(try Frame.decode(resealed(chunk) { $0[13...20] = [0, 0, 0, 0, 0, 0, 0, 0] }))
+        XCTAssertThrowsError(try Frame.decode(resealed(chunk) { $0[13...20] = [255, 255, 255, 255, 0, 0, 0, 1] }))
+        let begin = Frame(
+            epoch: 1,
+            .snapshotBegin(fileID: [1], region: "eu", lsn: 1, pageSize: 4096, pageCount: 3, encoding: .pages)
+        ).encoded()
+        XCTAssertThrowsError(try Frame.decode(resealed(begin) { $0[$0.count - 1] = 7 }))
     }
 
     private func change(_ lsn: UInt64) -> ChangeSet {

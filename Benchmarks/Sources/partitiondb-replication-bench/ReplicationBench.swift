@@ -9,7 +9,8 @@ struct ReplicationBench {
         usage: partitiondb-replication-bench [--quick] [--runs R] [--dir PATH] [--output FILE]
                                              [--pdb PATH] [--pg-bin DIR] [--only partitiondb|postgresql]
                                              [--seconds S] [--steady-seconds S] [--rates R1,R2]
-                                             [--catch-up-mib M] [--catch-up-records N] [--keep] [--verbose]
+                                             [--catch-up-mib M] [--catch-up-records N] [--catch-up-only]
+                                             [--keep] [--verbose]
 
           --quick               2-second phases and a 100 MiB catch-up: for checking a change
           --runs R              rounds; each row reports its median (default 3; quick 1)
@@ -25,6 +26,7 @@ struct ReplicationBench {
           --rates R1,R2         the steady rates in commits a second (default 2000,5000)
           --catch-up-mib M      the partition a new replica catches up (default 1024; quick 100)
           --catch-up-records N  load N records instead (default: as many as make M MiB of partition file)
+          --catch-up-only       only the catch-up rows (no throughput or steady-rate phases)
           --keep                keep the work folder (data, logs)
           --verbose             the primary host's log at info level on stderr
 
@@ -96,7 +98,7 @@ struct ReplicationBench {
             printError("round \(round) of \(settings.runs): \(systems.map(\.title).joined(separator: ", then "))\n")
             let directory = root + "/round-\(round)"
             var results = RoundResults()
-            for system in systems {
+            for system in systems where !settings.catchUpOnly {
                 switch system {
                 case .partitiondb:
                     try side(directory, runAs, options, settings).partitiondb.runStreaming(into: &results)
@@ -235,6 +237,7 @@ struct Options {
                 options.settings.rates = rates
             case "--catch-up-mib": options.settings.catchUpBytes = try whole(1...65_536) << 20
             case "--catch-up-records": options.catchUpRecords = try whole(1...1_000_000_000)
+            case "--catch-up-only": options.settings.catchUpOnly = true
             case "--keep": options.keep = true
             case "--verbose": options.settings.verbose = true
             case "--help", "-h": options.help = true

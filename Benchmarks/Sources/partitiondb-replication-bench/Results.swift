@@ -151,6 +151,8 @@ struct Settings: Sendable {
     /// The size of the partition file a new replica catches up (1 GiB; quick: 100 MiB).
     var catchUpBytes = 1 << 30
     var catchUpTimeout = 600.0
+    /// Only the catch-up rows (`--catch-up-only`): for measuring a change to snapshots.
+    var catchUpOnly = false
     var only: System? = nil
     /// The primary host's log at info level (connections, snapshots) on stderr.
     var verbose = false

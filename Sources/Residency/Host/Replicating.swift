@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import NIOCore
 import PartitionDB
@@ -8,12 +7,6 @@ import PartitionDB
 /// stream, commit by commit, acknowledging what is durable. Every message is checked before a
 /// byte of it is written: its epoch, its file id, its LSNs, its region.
 extension ClusterHost {
-    /// The incoming snapshot of a partition, in the data directory; a leftover of a replica
-    /// killed mid-snapshot is removed before the next one starts.
-    func incomingSnapshotPath(_ partition: String) -> String {
-        (database.path as NSString).appendingPathComponent("\(partition).snapshot-incoming")
-    }
-
     func replicate(_ placement: HostConfiguration.PartitionPlacement) async {
         let name = placement.name
         var delay = Duration.milliseconds(100)
@@ -84,10 +77,12 @@ extension ClusterHost {
                         $0.state = "streaming"
                         $0.lastError = nil
                     }
-                case .snapshotBegin(let fileID, let region, let lsn, let bytes):
+                case .snapshotBegin(let fileID, let region, let lsn, let pageSize, let pageCount, let encoding):
                     try checkBorder(region, allowed: allowedRegion, name)
                     replicaStates[name]?.withLock { $0.state = "snapshot" }
-                    try await receiveSnapshot(name, bytes: bytes, frames: &frames, outbound: outbound)
+                    try await receiveSnapshot(
+                        name, fileID: fileID, region: region, lsn: lsn, pageSize: pageSize, pageCount: pageCount,
+                        encoding: encoding, frames: &frames, outbound: outbound)
                     local = try await pool.runIfActive { try self.localCopy(name) }
                     guard local.fileID == fileID, local.lsn == lsn else {
                         throw ResidencyError.malformedMessage(
@@ -149,84 +144,6 @@ extension ClusterHost {
             throw ResidencyError.refused(
                 code: "border",
                 message: "the primary offers partition \(name) of region \(region); this host holds only \(allowed)")
-        }
-    }
-
-    /// Receives the chunks of a snapshot into the incoming file, checks its SHA-256, and installs
-    /// it over the local copy (the engine's restore: verified page by page, renamed into place).
-    /// Sends an acknowledgement of LSN 0 every second meanwhile: the primary sends only chunks,
-    /// and would otherwise hear nothing for as long as a large snapshot takes to arrive and
-    /// install, and close the stream after peer_timeout_seconds.
-    private func receiveSnapshot(
-        _ name: String, bytes: UInt64, frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
-        outbound: NIOAsyncChannelOutboundWriter<Frame>
-    ) async throws {
-        let epoch = self.epoch
-        let keepalive = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(1))
-                try await outbound.write(Frame(epoch: epoch, .acknowledgement(durableLSN: 0)))
-            }
-        }
-        defer { keepalive.cancel() }
-        let path = incomingSnapshotPath(name)
-        try? FileManager.default.removeItem(atPath: path)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-            let file = FileHandle(forWritingAtPath: path)
-        else { throw ResidencyError.connection(address: path, reason: "cannot create the incoming snapshot") }
-        defer { try? file.close() }
-        var hash = SHA256()
-        var received: UInt64 = 0
-        while let frame = try await frames.next() {
-            switch frame.message {
-            case .snapshotChunk(let chunk):
-                received += UInt64(chunk.count)
-                guard received <= bytes else {
-                    throw ResidencyError.malformedMessage(reason: "a snapshot longer than announced")
-                }
-                hash.update(data: chunk)
-                try file.write(contentsOf: chunk)
-            case .snapshotEnd(let digest):
-                guard received == bytes, digest == Array(hash.finalize()) else {
-                    throw ResidencyError.malformedMessage(reason: "a snapshot whose length or SHA-256 does not match")
-                }
-                try file.synchronize()
-                try await pool.runIfActive { try self.install(name, from: path) }
-                // No keepalive after the installed snapshot's own acknowledgement.
-                keepalive.cancel()
-                _ = await keepalive.result
-                return
-            case .refusal(let code, let message):
-                throw ResidencyError.refused(code: code, message: message)
-            default:
-                throw ResidencyError.malformedMessage(reason: "a \(frame.message.type) inside a snapshot")
-            }
-        }
-        throw ResidencyError.connection(address: name, reason: "the primary closed the stream mid-snapshot")
-    }
-
-    /// Closes the local copy (waiting briefly for readers), restores the snapshot over it, and
-    /// opens it again.
-    private func install(_ name: String, from path: String) throws {
-        do {
-            if try database.partitionNames().contains(name) {
-                let partition = try database.partition(name)
-                var attempts = 0
-                while true {
-                    do {
-                        try partition.close()
-                        break
-                    } catch PartitionDBError.busy where attempts < 100 {
-                        attempts += 1
-                        usleep(50_000)
-                    }
-                }
-            }
-            try database.restore(from: path, replace: true)
-            _ = try database.partition(name)
-        } catch let error as PartitionDBError {
-            throw ResidencyError.engine(error)
         }
     }
 }

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import NIOCore
 import PartitionDB
@@ -244,67 +243,6 @@ extension ClusterHost {
         if everyReplica > 0 { log.release(through: everyReplica) }
     }
 
-    /// Takes a consistent snapshot (a backup, while writes go on) and sends it; returns its LSN.
-    private func sendSnapshot(
-        _ name: String, to outbound: NIOAsyncChannelOutboundWriter<Frame>, figures: ReplicaFigures
-    ) async throws -> UInt64 {
-        figures.values.withLock {
-            $0.state = "snapshot"
-            // Its acknowledgements until now were of another file, or of none.
-            $0.durableLSN = 0
-        }
-        let path = (NSTemporaryDirectory() as NSString).appendingPathComponent(
-            "pdb-snapshot-\(configuration.host)-\(name)-\(UUID().uuidString).backup")
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        // Heartbeats go out while the backup is taken (a large partition takes seconds), so the
-        // replica does not take the silence for a dead connection.
-        let keepalive = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(1))
-                let milliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
-                try await outbound.write(Frame(epoch: epoch, .heartbeat(lastLSN: 0, sentMilliseconds: milliseconds)))
-            }
-        }
-        defer { keepalive.cancel() }
-        let (fileID, region, summary): ([UInt8], String, BackupSummary) = try await pool.runIfActive {
-            let partition = try self.database.partition(name)
-            // A compaction between reading the file id and the backup would pair the wrong two:
-            // read it on both sides.
-            while true {
-                let before = partition.fileID
-                let summary = try partition.backup(to: path, replacing: true)
-                if partition.fileID == before { return (before, partition.region.name, summary) }
-            }
-        }
-        keepalive.cancel()
-        _ = await keepalive.result
-        guard let file = FileHandle(forReadingAtPath: path) else {
-            throw ResidencyError.connection(address: path, reason: "the snapshot just written cannot be read")
-        }
-        defer { try? file.close() }
-        let size = try file.seekToEnd()
-        try file.seek(toOffset: 0)
-        try await outbound.write(
-            Frame(epoch: epoch, .snapshotBegin(fileID: fileID, region: region, lsn: summary.lsn.rawValue, bytes: size)))
-        var hash = SHA256()
-        var sentBytes: UInt64 = 0
-        while sentBytes < size {
-            let chunk = Array(try file.read(upToCount: Self.snapshotChunkBytes) ?? Data())
-            guard !chunk.isEmpty else { break }
-            hash.update(data: chunk)
-            try await outbound.write(Frame(epoch: epoch, .snapshotChunk(chunk)))
-            sentBytes += UInt64(chunk.count)
-        }
-        try await outbound.write(Frame(epoch: epoch, .snapshotEnd(sha256: Array(hash.finalize()))))
-        figures.values.withLock {
-            $0.snapshotsSent += 1
-            $0.bytesShipped += sentBytes
-        }
-        metrics.shipped(bytes: Int(sentBytes), partition: name, replica: figures.host)
-        metrics.snapshotSent(partition: name, replica: figures.host)
-        logger.info("snapshot sent", metadata: ["partition": "\(name)", "lsn": "\(summary.lsn)", "bytes": "\(size)"])
-        return summary.lsn.rawValue
-    }
 }
 
 /// The newest LSN sent on a stream, shared with the task that checks acknowledgements.

@@ -83,11 +83,14 @@ public enum Message: Equatable, Sendable {
     case hello(protocolVersion: UInt16, partition: String, fileID: [UInt8], durableLSN: UInt64)
     /// Primary to replica: the replica's position is retained; batches follow from `after + 1`.
     case streamStart(fileID: [UInt8], region: String, after: UInt64)
-    /// Primary to replica: a snapshot of `bytes` bytes (a backup file) at `lsn` follows in chunks.
-    case snapshotBegin(fileID: [UInt8], region: String, lsn: UInt64, bytes: UInt64)
-    case snapshotChunk([UInt8])
-    /// The SHA-256 of the whole snapshot; the replica installs it only when it matches.
-    case snapshotEnd(sha256: [UInt8])
+    /// Primary to replica: the `pageCount` pages of `pageSize` bytes of the partition file as of
+    /// `lsn` follow in chunks, in page order, each chunk's pages in `encoding`.
+    case snapshotBegin(
+        fileID: [UInt8], region: String, lsn: UInt64, pageSize: UInt32, pageCount: UInt32, encoding: SnapshotEncoding)
+    /// A run of `pages` whole pages from page `firstPage` (`SnapshotChunk`).
+    case snapshotChunk(firstPage: UInt32, pages: UInt32, bytes: [UInt8])
+    /// Every announced page has been sent; the replica installs the file once it holds them all.
+    case snapshotEnd
     /// Consecutive commits from `firstLSN`, their change sets zstd-compressed (`ChangeBatch`).
     case batch(fileID: [UInt8], firstLSN: UInt64, count: UInt32, uncompressedLength: UInt32, compressed: [UInt8])
     /// Replica to primary: every commit up to `durableLSN` is durable on the replica.
@@ -103,7 +106,8 @@ public enum Message: Equatable, Sendable {
     /// Primary to replica while idle: its newest LSN and its clock, for lag figures.
     case heartbeat(lastLSN: UInt64, sentMilliseconds: UInt64)
 
-    public static let protocolVersion: UInt16 = 1
+    /// 2: snapshots are the partition's pages, streamed (spec/replication.md#version-history).
+    public static let protocolVersion: UInt16 = 2
     /// The most bytes of a refusal's message (longer ones are cut when sent).
     static let maxRefusalMessage = 65_536
 
@@ -150,15 +154,19 @@ public enum Message: Equatable, Sendable {
             writer.short(fileID)
             writer.short(Array(region.utf8))
             writer.u64(after)
-        case .snapshotBegin(let fileID, let region, let lsn, let bytes):
+        case .snapshotBegin(let fileID, let region, let lsn, let pageSize, let pageCount, let encoding):
             writer.short(fileID)
             writer.short(Array(region.utf8))
             writer.u64(lsn)
-            writer.u64(bytes)
-        case .snapshotChunk(let bytes):
+            writer.u32(pageSize)
+            writer.u32(pageCount)
+            writer.u8(encoding.rawValue)
+        case .snapshotChunk(let first, let pages, let bytes):
+            writer.u32(first)
+            writer.u32(pages)
             writer.bytes.append(contentsOf: bytes)
-        case .snapshotEnd(let digest):
-            writer.bytes.append(contentsOf: digest)
+        case .snapshotEnd:
+            break
         case .batch(let fileID, let first, let count, let length, let compressed):
             writer.short(fileID)
             writer.u64(first)
@@ -195,15 +203,27 @@ public enum Message: Equatable, Sendable {
         case .streamStart:
             return .streamStart(fileID: try reader.short(), region: try reader.text(), after: try reader.u64())
         case .snapshotBegin:
-            return .snapshotBegin(
-                fileID: try reader.short(), region: try reader.text(), lsn: try reader.u64(), bytes: try reader.u64())
-        case .snapshotChunk:
-            return .snapshotChunk(try reader.take(reader.remaining))
-        case .snapshotEnd:
-            guard reader.remaining == 32 else {
-                throw ResidencyError.malformedMessage(reason: "a snapshot's SHA-256 is not 32 bytes")
+            let fileID = try reader.short()
+            let region = try reader.text()
+            let lsn = try reader.u64()
+            let pageSize = try reader.u32()
+            let pageCount = try reader.u32()
+            let code = try reader.u8()
+            guard let encoding = SnapshotEncoding(rawValue: code) else {
+                throw ResidencyError.malformedMessage(reason: "snapshot encoding \(code)")
             }
-            return .snapshotEnd(sha256: try reader.take(32))
+            return .snapshotBegin(
+                fileID: fileID, region: region, lsn: lsn, pageSize: pageSize, pageCount: pageCount, encoding: encoding)
+        case .snapshotChunk:
+            let first = try reader.u32()
+            let pages = try reader.u32()
+            guard pages >= 1, first &+ pages > first else {
+                throw ResidencyError.malformedMessage(
+                    reason: "a snapshot chunk of \(pages) pages from page \(first) is out of bounds")
+            }
+            return .snapshotChunk(firstPage: first, pages: pages, bytes: try reader.take(reader.remaining))
+        case .snapshotEnd:
+            return .snapshotEnd
         case .batch:
             let fileID = try reader.short()
             let first = try reader.u64()

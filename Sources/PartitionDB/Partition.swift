@@ -52,6 +52,8 @@ public final class Partition: @unchecked Sendable {
     var onClose: (@Sendable () -> Void)? = nil
     /// Guarded by `writerLock`: receives every commit's change set (`setCommitObserver`).
     private var commitObserver: (@Sendable (ChangeSet) -> Void)? = nil
+    /// Guarded by `writerLock`: replaces `Options.autoCheckpointFrames` for this handle.
+    private var checkpointFrames: Int? = nil
 
     init(
         name: String, region: Region, path: String, fileSystem: any FileSystem, pager: Pager, options: Options,
@@ -181,10 +183,21 @@ public final class Partition: @unchecked Sendable {
         commitObserver = observer
     }
 
+    /// Sets the log frames after which a commit of this handle runs the automatic checkpoint
+    /// (nil: the database's `Options.autoCheckpointFrames`). A replica sets a smaller number for
+    /// the partitions it applies to: its apply, and so its acknowledgement, waits for each
+    /// checkpoint, and a checkpoint of fewer frames is a shorter wait.
+    package func setAutoCheckpointFrames(_ frames: Int?) {
+        precondition(frames.map { $0 >= 1 } ?? true, "a checkpoint after at least one frame")
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        checkpointFrames = frames
+    }
+
     /// Runs the automatic checkpoint after a commit. The commit has succeeded whatever happens
     /// here; a failure only stops further writes until the partition is reopened.
     func checkpointIfNeeded(_ pager: Pager) {
-        guard pager.needsCheckpoint else { return }
+        guard pager.needsCheckpoint(after: checkpointFrames) else { return }
         do {
             try pager.checkpoint()
         } catch let error as PartitionDBError {

@@ -205,6 +205,27 @@ final class MaintenanceTests: XCTestCase {
         try db.close()
     }
 
+    /// A handle's own checkpoint threshold (a replica's copies) replaces the database's: the log
+    /// is checkpointed after that many frames, and nil goes back to `autoCheckpointFrames`.
+    func testAHandlesCheckpointThresholdReplacesTheDatabases() throws {
+        let (db, _) = try makeDatabase()
+        let p = try db.createPartition("p")
+        func oneCommit(_ i: Int) throws {
+            try p.write { try $0.put("t", bytes("k\(i)"), bytes("v\(i)"), owner: try SubjectID("s0")) }
+        }
+        p.setAutoCheckpointFrames(8)
+        var mostFrames = 0
+        for i in 0..<40 {
+            try oneCommit(i)
+            mostFrames = max(mostFrames, p.pager.wal.frameCount - p.pager.wal.backfilled)
+        }
+        XCTAssertLessThan(mostFrames, 8, "the log held 8 frames or more after a commit")
+        p.setAutoCheckpointFrames(nil)
+        for i in 40..<80 { try oneCommit(i) }
+        XCTAssertGreaterThanOrEqual(p.pager.wal.frameCount - p.pager.wal.backfilled, 40, "the default threshold")
+        try db.close()
+    }
+
     /// A durable commit that changes at least max(`directWritePages`, `autoCheckpointFrames`)
     /// existing pages moves its changed nodes to new pages written straight into the partition
     /// file: the log takes only a few pages, a reader of the snapshot before it still reads every

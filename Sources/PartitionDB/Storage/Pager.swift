@@ -469,8 +469,9 @@ final class Pager: @unchecked Sendable {
         return runs
     }
 
-    var needsCheckpoint: Bool {
-        stateLock.withLock { wal.frameCount - wal.backfilled >= autoCheckpointFrames }
+    /// Whether the log holds `frames` (default `autoCheckpointFrames`) not yet checkpointed.
+    func needsCheckpoint(after frames: Int? = nil) -> Bool {
+        stateLock.withLock { wal.frameCount - wal.backfilled >= (frames ?? autoCheckpointFrames) }
     }
 
     // MARK: Checkpoints

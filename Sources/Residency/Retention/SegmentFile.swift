@@ -1,3 +1,5 @@
+import CPartitionSupport
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -49,6 +51,15 @@ final class SegmentFile: Sendable {
             if count < 0, errno == EINTR { continue }
             guard count > 0 else { throw ResidencyError.retainedLog(path: path, operation: "write", errno: errno) }
             done += count
+        }
+        // The kernel is asked to start writing each whole MiB as it fills, so the segments'
+        // dirty pages leave in small steps instead of a burst of writeback that stalls the
+        // fsyncs of commits and replicas behind it.
+        let mebibyte = 1 << 20
+        let end = offset + bytes.count
+        if end / mebibyte > offset / mebibyte {
+            let start = (end / mebibyte - 1) * mebibyte
+            _ = pdb_start_writeback(descriptor, Int64(start), Int64(mebibyte))
         }
     }
 

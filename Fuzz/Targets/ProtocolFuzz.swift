@@ -79,7 +79,8 @@ func decodeStream(_ bytes: [UInt8]) {
                 if case .snapshotChunk(_, let count, let bytes) = frame.message {
                     // As either encoding, at the smallest page size: what a replica decodes.
                     for encoding in [SnapshotEncoding.pages, .zstd] {
-                        if let pages = try? SnapshotChunk.pages(bytes, pages: count, pageSize: 4096, encoding: encoding) {
+                        if let pages = try? SnapshotChunk.pages(bytes, pages: count, pageSize: 4096, encoding: encoding)
+                        {
                             precondition(pages.count == Int(count) * 4096, "a chunk with another number of pages")
                         }
                     }

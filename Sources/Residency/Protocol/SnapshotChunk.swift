@@ -28,7 +28,8 @@ public enum SnapshotChunk {
         case .pages:
             return .snapshotChunk(firstPage: firstPage, pages: count, bytes: pages)
         case .zstd:
-            return .snapshotChunk(firstPage: firstPage, pages: count, bytes: try compress(pages, level: level))
+            return .snapshotChunk(
+                firstPage: firstPage, pages: count, bytes: try ChangeBatch.compress(pages, level: level))
         }
     }
 
@@ -53,20 +54,6 @@ public enum SnapshotChunk {
         case .zstd:
             return try decompress(bytes, length: length)
         }
-    }
-
-    static func compress(_ bytes: [UInt8], level: Int32) throws -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
-        let size = bytes.withUnsafeBytes { source in
-            output.withUnsafeMutableBytes { target in
-                ZSTD_compress(target.baseAddress, target.count, source.baseAddress, source.count, level)
-            }
-        }
-        guard ZSTD_isError(size) == 0 else {
-            throw ResidencyError.malformedMessage(reason: "zstd: \(String(cString: ZSTD_getErrorName(size)))")
-        }
-        output.removeSubrange(size...)
-        return output
     }
 
     /// Decompresses one zstd frame that must hold exactly `length` bytes.

@@ -91,14 +91,30 @@ extension Partition {
         }
     }
 
-    /// Runs `apply`'s checks on consecutive change sets from this copy's LSN, each against the
-    /// header the one before it would leave, and applies nothing: a replica checks a whole batch
-    /// with it before it applies the first commit, so that a batch is applied whole or not at
-    /// all (spec/replication.md#batches).
-    package func check(_ batch: [ChangeSet]) throws {
+    /// Applies consecutive change sets from this copy's LSN as one commit: each is checked
+    /// against the header the one before it would leave, then the newest image of every page
+    /// they wrote (below the last one's page count) is committed with the last one's header,
+    /// once. A replica applies each batch of its stream this way (spec/replication.md#batches):
+    /// whole or not at all, each page verified once, and the pages that consecutive commits all
+    /// rewrite (the header, a leaf filling up) written and synced once, not once per commit. The
+    /// copy passes from the state at its LSN to the state at the batch's last LSN, both committed
+    /// states of the primary; its log holds one commit for the batch, with that LSN
+    /// (spec/file-format.md#change-sets). An empty batch does nothing.
+    package func apply(batch: [ChangeSet], durability: Durability? = nil) throws {
+        guard !batch.isEmpty else { return }
         try exclusively {
+            let pager = self.pager
             var current = pager.latestSnapshot.header
-            for changes in batch { current = try checked(changes, following: current).header }
+            var newest: [PageNumber: Page] = [:]
+            for changes in batch {
+                let (pages, header) = try checked(changes, following: current)
+                newest.merge(pages) { _, later in later }
+                current = header
+            }
+            // A page beyond the final page count belongs to no state of the batch's last commit.
+            let pages = newest.filter { $0.key.rawValue < current.pageCount }.map { ($0.key, $0.value) }
+            try commitObserved(pages, header: current, durability: durability ?? options.durability)
+            checkpointIfNeeded(pager)
         }
     }
 

@@ -220,10 +220,11 @@ final class CommitObserverTests: XCTestCase {
         try? db.close()
     }
 
-    /// `check` runs `apply`'s checks over consecutive change sets and applies none of them: a
-    /// later commit with a damaged page, or commits out of order, are refused before the first
-    /// is applied (a replica refuses such a batch whole); a whole batch passes, then applies.
-    func testCheckingABatchFindsALaterBadCommitAndAppliesNothing() throws {
+    /// `apply(batch:)` checks every change set of a batch before it writes anything: a later
+    /// commit with a damaged page, or commits out of order, are refused and nothing is applied
+    /// (a replica refuses such a batch whole); a whole batch is one commit with its last LSN,
+    /// which leaves the copy equal to the primary.
+    func testABatchWithALaterBadCommitIsRefusedWholeAndAGoodOneIsOneCommit() throws {
         let root = try makeRoot()
         let db = try Database.create(at: root + "/primary", region: eu, options: CommitObserverTests.options)
         let p = try db.globalPartition()
@@ -233,20 +234,60 @@ final class CommitObserverTests: XCTestCase {
         for i in 0..<3 { try p.write { tx in try tx.put("t", key(i), value(i)) } }
         let batch = recorder.entries.map { $0.changes }
         let before = try copy.contentChecksum()
+        let lsnBefore = copy.lastLSN
         var damaged = batch
         let last = damaged[2].pages.count - 1
         damaged[2].pages[last].bytes[damaged[2].pages[last].bytes.count / 2] ^= 0xFF
         for refused in [damaged, [batch[1], batch[2]], [batch[0], batch[2]]] {
-            XCTAssertThrowsError(try copy.check(refused)) {
+            XCTAssertThrowsError(try copy.apply(batch: refused)) {
                 guard case .changeStreamMismatch = $0 as? PartitionDBError else { return XCTFail("\($0)") }
             }
             XCTAssertEqual(try copy.contentChecksum(), before)
+            XCTAssertEqual(copy.lastLSN, lsnBefore)
         }
-        try copy.check(batch)
-        XCTAssertEqual(try copy.contentChecksum(), before)
-        for changes in batch { try copy.apply(changes) }
+        let framesBefore = copy.pager.retainedCommits().count
+        try copy.apply(batch: batch)
+        XCTAssertEqual(copy.lastLSN, p.lastLSN)
         XCTAssertEqual(try copy.contentChecksum(), try p.contentChecksum())
+        XCTAssertEqual(copy.pager.retainedCommits().count, framesBefore + 1, "the batch is one commit")
         try copyDB.close()
+        try db.close()
+    }
+
+    /// A copy's log whose commits skip LSNs (batches applied as one commit each) recovers: a
+    /// copy of its files taken while it is open, as a crash leaves them, with nothing
+    /// checkpointed, opens at the last batch's LSN with the primary's content, and takes further
+    /// batches and single change sets.
+    func testACopysLogOfBatchesRecoversAfterACrash() throws {
+        let root = try makeRoot()
+        var options = CommitObserverTests.options
+        options.autoCheckpointFrames = 100_000
+        let db = try Database.create(at: root + "/primary", region: eu, options: options)
+        let p = try db.globalPartition()
+        let (copyDB, copy) = try makeCopy(of: p, in: root)
+        copy.setAutoCheckpointFrames(100_000)
+        let recorder = Recorder()
+        p.setCommitObserver(Recorder.observer(recorder, p, checksums: false))
+        for i in 0..<12 { try p.write { tx in try tx.put("t", key(i), value(i)) } }
+        let sets = recorder.entries.map { $0.changes }
+        try copy.apply(batch: Array(sets[0..<5]), durability: .durable)
+        try copy.apply(batch: Array(sets[5..<11]), durability: .durable)
+        let crashed = root + "/crashed"
+        try FileManager.default.createDirectory(atPath: crashed, withIntermediateDirectories: true)
+        for name in ["PARTITIONDB", "global.pdb", "global.pdb-log"] {
+            try FileManager.default.copyItem(atPath: root + "/copy/" + name, toPath: crashed + "/" + name)
+        }
+        let expected = try copy.contentChecksum()
+        try copyDB.close()
+
+        let reopened = try Database.open(at: crashed, region: eu, options: options)
+        let recovered = try reopened.globalPartition()
+        XCTAssertEqual(recovered.lastLSN, sets[10].lsn)
+        XCTAssertEqual(try recovered.contentChecksum(), expected)
+        try recovered.apply(sets[11])
+        XCTAssertEqual(try recovered.contentChecksum(), try p.contentChecksum())
+        XCTAssertTrue(try recovered.check().isClean)
+        try reopened.close()
         try db.close()
     }
 

@@ -99,8 +99,11 @@ final class WriteAheadLog {
         var frame = 0
         var running: UInt32 = 0
         chain = 0
-        // Every frame of a commit carries the commit's LSN, and commits follow each other by one.
-        var expectedLSN: LSN? = nil
+        // Every frame of a commit carries the commit's LSN, and each commit's LSN is larger than
+        // the one before it: by one for commits of the partition's own, by a batch's length for
+        // a replica's batch applied as one commit (`Partition.apply(batch:)`).
+        var commitLSN: LSN? = nil
+        var previousCommitLSN: LSN? = nil
         let batch = max(1, (1 << 20) / frameSize)
         scan: while frameOffset(frame) + UInt64(frameSize) <= size {
             let available = Int((size - frameOffset(frame)) / UInt64(frameSize))
@@ -112,8 +115,12 @@ final class WriteAheadLog {
                         chunk, at: i * frameSize, pageSize: pageSize, salt: salt, previous: running)
                 else { break scan }
                 running = checksum
-                if let expected = expectedLSN, parsed.lsn != expected { break scan }
-                expectedLSN = parsed.lsn
+                if let commitLSN {
+                    if parsed.lsn != commitLSN { break scan }
+                } else if let previousCommitLSN, parsed.lsn <= previousCommitLSN {
+                    break scan
+                }
+                commitLSN = parsed.lsn
                 pending.append((parsed.page.rawValue, Int32(frame)))
                 if parsed.isCommit {
                     for (page, f) in pending { addToIndex(page: page, frame: f) }
@@ -121,7 +128,8 @@ final class WriteAheadLog {
                     commits.append((parsed.lsn, frame + 1))
                     frameCount = frame + 1
                     chain = running
-                    expectedLSN = parsed.lsn.next
+                    previousCommitLSN = parsed.lsn
+                    commitLSN = nil
                 }
                 frame += 1
             }

@@ -115,14 +115,12 @@ extension ClusterHost {
                         compressed: compressed)
                     let newest = try await pool.runIfActive {
                         let partition = try self.database.partition(name)
-                        // Every commit is checked before the first is applied: a batch whose later
-                        // commit fails (a page's checksum, its header) is refused whole.
-                        try partition.check(changes)
                         partition.setAutoCheckpointFrames(Self.replicaCheckpointFrames)
-                        for (i, change) in changes.enumerated() {
-                            // One fsync for the batch: the last commit's covers the log before it.
-                            try partition.apply(change, durability: i == changes.count - 1 ? .durable : .noSync)
-                        }
+                        // One commit for the batch, checked whole before a byte is written: a
+                        // batch whose later commit fails (a page's checksum, its header) is
+                        // refused whole; the pages its commits share are written once, with one
+                        // fsync (spec/replication.md#batches).
+                        try partition.apply(batch: changes, durability: .durable)
                         return partition.lastLSN.rawValue
                     }
                     local.lsn = newest

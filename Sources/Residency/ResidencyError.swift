@@ -21,6 +21,11 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
     case notPrimary(partition: String, primary: String)
     /// A host that cannot be reached or that went away.
     case connection(address: String, reason: String)
+    /// A commit in `quorum` mode that is durable on the primary but was not acknowledged by
+    /// enough replicas in time (spec/replication.md#commit-modes): it may survive a promotion
+    /// or be lost in one.
+    case commitOutcomeUnknown(
+        partition: String, lsn: UInt64, acknowledged: Int, needed: Int, waitedMilliseconds: UInt64)
     /// A retained shipped-log segment (spec/replication.md#retained-segments) that cannot be
     /// read or written; `errno` is the system's error number, 0 for damaged contents.
     case retainedLog(path: String, operation: String, errno: Int32)
@@ -48,6 +53,9 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
                 "partition \(Quoting.name(partition)) is a replica on this host; write to its primary, host \(Quoting.name(primary))"
         case .connection(let address, let reason):
             return "cannot talk to \(Quoting.name(address)): \(reason)"
+        case .commitOutcomeUnknown(let partition, let lsn, let acknowledged, let needed, let waited):
+            return
+                "commit LSN \(lsn) of partition \(Quoting.name(partition)) is durable on its primary, but \(acknowledged) of the \(needed) replica acknowledgements it waits for came within \(waited) ms; its outcome is unknown (a promotion may keep or drop it): check `pdb replication status`, then read it back before writing it again"
         case .retainedLog(let path, let operation, let errno):
             let cause = errno == 0 ? "its contents are damaged" : String(cString: strerror(errno))
             return
@@ -66,6 +74,7 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
         case .refused(let code, _): return code
         case .notPrimary: return "not_primary"
         case .connection: return "connection"
+        case .commitOutcomeUnknown: return "commit_outcome_unknown"
         case .retainedLog: return "retained_log"
         }
     }

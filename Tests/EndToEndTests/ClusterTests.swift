@@ -21,9 +21,10 @@ final class ClusterTests: PDBTestCase {
     }
 
     /// Lays out hosts eu-1, eu-2, us-1 on a port range of its own.
-    private func layOut(regions: String = "eu:2,us:1") throws {
+    private func layOut(regions: String = "eu:2,us:1", _ options: String...) throws {
         basePort = 20_000 + Int.random(in: 0..<400) * 100
-        let result = try pdb("cluster", "init", cluster, "--regions", regions, "--base-port", "\(basePort)", "--json")
+        let result = try run(
+            ["cluster", "init", cluster, "--regions", regions, "--base-port", "\(basePort)", "--json"] + options)
         assertExit(result, 0)
         let hosts = try XCTUnwrap(try result.object()["hosts"] as? [[String: Any]])
         XCTAssertEqual(
@@ -211,6 +212,8 @@ final class ClusterTests: PDBTestCase {
         // A small retention bound on the primary: a few compressed commits.
         try editConfig("eu-1") { $0["retention"] = ["max_bytes": 8_000, "max_age_seconds": 3_600] }
         try start("eu-1")
+        // us-1 acknowledges the directory's commits (quorum:1 by default).
+        try start("us-1")
         assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
         // eu-2 has no copy of users yet (only a primary creates a partition): it joins by
         // snapshot while a writer goes on.
@@ -258,7 +261,13 @@ final class ClusterTests: PDBTestCase {
         refused = try run(["serve", "--config", file], timeout: 30)
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.stderr.contains("listen must be HOST:PORT"), refused.stderr)
-        try editConfig("eu-1") { $0["listen"] = "127.0.0.1:\(self.basePort)" }
+        try editConfig("eu-1") {
+            $0["listen"] = "127.0.0.1:\(self.basePort)"
+            // Alone, eu-1 would wait for a replica of the directory (quorum:1 by default).
+            var partitions = $0["partitions"] as! [String: Any]
+            partitions["global"] = ["primary": "eu-1", "replicas": ["eu-2", "us-1"], "commit_mode": "async"]
+            $0["partitions"] = partitions
+        }
 
         try start("eu-1")
         assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
@@ -274,6 +283,56 @@ final class ClusterTests: PDBTestCase {
         assertExit(read, 0)
         XCTAssertEqual(read.stdout, "v\n")
         assertExit(try pdb("check", data), 0)
+    }
+
+    /// `quorum:1` (spec/replication.md#commit-modes): a write through the primary returns once
+    /// the replica has it durable, so it reads there at once; without the replica it fails
+    /// after the quorum timeout with its outcome unknown, durable on the primary all the same;
+    /// the replica back, writes succeed again. `cluster init` refuses a quorum a region cannot
+    /// give.
+    func testQuorumCommitsWaitForTheirReplicaAndWithoutItEndWithTheirOutcomeUnknown() throws {
+        let tooFew = try run(
+            ["cluster", "init", cluster, "--regions", "eu:2,us:1", "--commit-mode", "quorum:1"])
+        XCTAssertNotEqual(tooFew.status, 0)
+        XCTAssertTrue(tooFew.stderr.contains("region us has 1 host(s), so 0 replica(s)"), tooFew.stderr)
+        try? FileManager.default.removeItem(atPath: cluster)
+        try layOut(regions: "eu:2", "--commit-mode", "quorum:1")
+        try editConfig("eu-1") { $0["quorum_timeout_ms"] = 1_500 }
+        let config = try HostConfiguration.load("\(cluster)/hosts/eu-1/config.json")
+        XCTAssertEqual(config.placement(of: "users")?.commitMode, .quorum(1))
+        XCTAssertEqual(config.placement(of: "global")?.commitMode, .quorum(1))
+        for host in ["eu-1", "eu-2"] { try start(host) }
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        for i in 0..<5 {
+            assertExit(try remote("put", "eu-1", "users", "t", "k\(i)", "v\(i)", "--owner", "alice"), 0)
+            let read = try remote("get", "eu-2", "users", "t", "k\(i)")
+            assertExit(read, 0)
+            XCTAssertEqual(read.stdout, "v\(i)\n", "an acknowledged write is on the replica when the call returns")
+        }
+        let applied = try remote(
+            "apply", "eu-1", "users",
+            stdin: #"{"op":"put","table":"t","key":"a","value":"1","owner":"alice"}"# + "\n" + #"{"op":"commit"}"#)
+        assertExit(applied, 0)
+        XCTAssertNotNil(try applied.object()["committed"] as? Int)
+
+        stop("eu-2", signal: SIGKILL)
+        let started = Date()
+        let unknown = try remote("put", "eu-1", "users", "t", "lonely", "v", "--owner", "alice", "--json")
+        XCTAssertEqual(unknown.status, 1)
+        XCTAssertEqual(try unknown.errorCode(), "commit_outcome_unknown")
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 1.4)
+        XCTAssertTrue(unknown.stdout.contains("0 of the 1 replica acknowledgements"), unknown.stdout)
+        let kept = try remote("get", "eu-1", "users", "t", "lonely")
+        assertExit(kept, 0)
+        XCTAssertEqual(kept.stdout, "v\n", "an unknown outcome is not a rollback: the primary has it")
+
+        try start("eu-2")
+        assertExit(try remote("put", "eu-1", "users", "t", "back", "v", "--owner", "alice"), 0)
+        for key in ["lonely", "back"] {
+            let read = try remote("get", "eu-2", "users", "t", key)
+            assertExit(read, 0)
+            XCTAssertEqual(read.stdout, "v\n")
+        }
     }
 
     /// `users` in `pdb replication status --json` of `host`, and its first replica's figures.

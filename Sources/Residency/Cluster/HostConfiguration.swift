@@ -21,11 +21,17 @@ public struct HostConfiguration: Sendable, Equatable {
         public var name: String
         public var primary: String
         public var replicas: [String]
+        /// When a commit made through the primary host is done (spec/config.md#partitions).
+        public var commitMode: CommitMode
 
-        public init(name: String, primary: String, replicas: [String]) {
+        /// `commitMode` nil: the default, `quorum:1` for the directory when it has replicas,
+        /// else `async`.
+        public init(name: String, primary: String, replicas: [String], commitMode: CommitMode? = nil) {
             self.name = name
             self.primary = primary
             self.replicas = replicas
+            self.commitMode =
+                commitMode ?? (name == Database.globalPartitionName && !replicas.isEmpty ? .quorum(1) : .async)
         }
     }
 
@@ -53,6 +59,9 @@ public struct HostConfiguration: Sendable, Equatable {
     public var retention: Retention
     /// Seconds of silence after which a replication stream is closed and connected anew.
     public var peerTimeoutSeconds: UInt64 = 10
+    /// How long a commit in `quorum` mode waits for its acknowledgements before it fails with
+    /// its outcome unknown (`ResidencyError.commitOutcomeUnknown`).
+    public var quorumTimeoutMilliseconds: UInt64 = 5_000
 
     public init(
         file: String, host: String, region: Region, dataDirectory: String, tlsDirectory: String, listen: HostAddress,
@@ -96,13 +105,13 @@ public struct HostConfiguration: Sendable, Equatable {
         func resolve(_ path: String) -> String {
             path.hasPrefix("/") || base.isEmpty ? path : (base as NSString).appendingPathComponent(path)
         }
-        var reader = Reader(file: file)
+        let reader = Reader(file: file)
         let top = try reader.object(root, at: "")
         try reader.allowOnly(
             top, at: "",
             [
                 "version", "host", "region", "data_directory", "tls_directory", "listen", "metrics_listen", "hosts",
-                "partitions", "retention", "peer_timeout_seconds",
+                "partitions", "retention", "peer_timeout_seconds", "quorum_timeout_ms",
             ])
         let version = try reader.integer(top, "version", at: "")
         guard version == UInt64(Self.version) else {
@@ -134,7 +143,7 @@ public struct HostConfiguration: Sendable, Equatable {
         for name in partitionsObject.keys.sorted() {
             let at = "partitions.\(name)"
             let entry = try reader.object(partitionsObject[name]!, at: at)
-            try reader.allowOnly(entry, at: at, ["primary", "replicas"])
+            try reader.allowOnly(entry, at: at, ["primary", "replicas", "commit_mode"])
             let primary = try reader.name(entry, "primary", at: at)
             guard let replicaValues = try reader.required(entry, "replicas", at: at) as? [Any] else {
                 throw reader.bad("\(at).replicas", "must be an array of host ids")
@@ -164,7 +173,21 @@ public struct HostConfiguration: Sendable, Equatable {
                     )
                 }
             }
-            placements.append(PartitionPlacement(name: name, primary: primary, replicas: replicas))
+            var mode: CommitMode? = nil
+            if entry["commit_mode"] != nil {
+                let text = try reader.string(entry, "commit_mode", at: at)
+                guard let parsed = CommitMode(text) else {
+                    throw reader.bad("\(at).commit_mode", "must be async or quorum:N (N from 1 to the replicas' count)")
+                }
+                guard parsed.acknowledgementsNeeded <= replicas.count else {
+                    throw reader.bad(
+                        "\(at).commit_mode",
+                        "waits for \(parsed.acknowledgementsNeeded) replicas' acknowledgements, but the partition has \(replicas.count) replicas"
+                    )
+                }
+                mode = parsed
+            }
+            placements.append(PartitionPlacement(name: name, primary: primary, replicas: replicas, commitMode: mode))
         }
         guard placements.contains(where: { $0.name == Database.globalPartitionName }) else {
             throw reader.bad("partitions", "has no global; every host holds the directory")
@@ -187,12 +210,20 @@ public struct HostConfiguration: Sendable, Equatable {
                 throw reader.bad("peer_timeout_seconds", "must be 2 to 3600 (a heartbeat goes every second)")
             }
         }
+        var quorumTimeout: UInt64 = 5_000
+        if top["quorum_timeout_ms"] != nil {
+            quorumTimeout = try reader.integer(top, "quorum_timeout_ms", at: "")
+            guard (10...600_000).contains(quorumTimeout) else {
+                throw reader.bad("quorum_timeout_ms", "must be 10 to 600000 (milliseconds)")
+            }
+        }
         var configuration = HostConfiguration(
             file: file, host: host, region: region,
             dataDirectory: resolve(try reader.string(top, "data_directory", at: "")),
             tlsDirectory: resolve(try reader.string(top, "tls_directory", at: "")), listen: listen,
             metricsListen: metrics, hosts: hosts, partitions: placements, retention: retention)
         configuration.peerTimeoutSeconds = peerTimeout
+        configuration.quorumTimeoutMilliseconds = quorumTimeout
         return configuration
     }
 
@@ -204,9 +235,14 @@ public struct HostConfiguration: Sendable, Equatable {
             "tls_directory": tls, "listen": listen.description,
             "hosts": hosts.mapValues { ["region": $0.region.name, "address": $0.address.description] },
             "partitions": Dictionary(
-                uniqueKeysWithValues: partitions.map { ($0.name, ["primary": $0.primary, "replicas": $0.replicas]) }),
+                uniqueKeysWithValues: partitions.map {
+                    (
+                        $0.name,
+                        ["primary": $0.primary, "replicas": $0.replicas, "commit_mode": $0.commitMode.description]
+                    )
+                }),
             "retention": ["max_bytes": retention.maxBytes, "max_age_seconds": retention.maxAgeSeconds],
-            "peer_timeout_seconds": peerTimeoutSeconds,
+            "peer_timeout_seconds": peerTimeoutSeconds, "quorum_timeout_ms": quorumTimeoutMilliseconds,
         ]
         if let metricsListen { root["metrics_listen"] = metricsListen.description }
         let data = try! JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])

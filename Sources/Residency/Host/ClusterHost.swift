@@ -46,6 +46,8 @@ public final class ClusterHost: Sendable {
     /// The figures as swift-metrics, in the host's own Prometheus registry.
     let metrics: HostMetrics
     let acknowledgementObserver = AcknowledgementObserverSlot()
+    /// The commits waiting for their quorum, per partition this host is primary of in `quorum` mode.
+    let quorums: [String: QuorumWaiters]
     private let server = Mutex<(any Channel)?>(nil)
     /// The scrape endpoint while `run()` serves `metrics_listen`.
     private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)
@@ -82,8 +84,12 @@ public final class ClusterHost: Sendable {
         var shipped: [String: ShippedLog] = [:]
         var figures: [String: [String: ReplicaFigures]] = [:]
         var states: [String: Locked<ReplicaState>] = [:]
+        var quorums: [String: QuorumWaiters] = [:]
         for placement in configuration.partitions {
             if placement.primary == configuration.host {
+                if case .quorum(let count) = placement.commitMode {
+                    quorums[placement.name] = QuorumWaiters(needed: count)
+                }
                 let partition: Partition
                 do {
                     let existing = try database.partitionNames()
@@ -107,6 +113,7 @@ public final class ClusterHost: Sendable {
         self.shipped = shipped
         self.replicaFigures = figures
         self.replicaStates = states
+        self.quorums = quorums
         metrics = HostMetrics(configuration: configuration)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         pool = NIOThreadPool(numberOfThreads: 4)
@@ -181,6 +188,7 @@ public final class ClusterHost: Sendable {
         metricsEndpoint.withLock { $0?.close() }
         for channel in connections.withLock({ Array($0.values) }) { channel.close(promise: nil) }
         for log in shipped.values { log.wakeAll() }
+        for waiters in quorums.values { waiters.releaseAll() }
     }
 
     /// Waits for engine work in flight and releases the threads; call after `run()` returned.

@@ -155,6 +155,7 @@ extension ClusterHost {
                         }
                         figures.values.withLock { $0.durableLSN = max($0.durableLSN, lsn) }
                         window.acknowledged(lsn)
+                        quorums[name]?.acknowledged(replica: replica, durableLSN: lsn)
                         releaseRetained(name, log: log)
                         acknowledgementObserver.notify(partition: name, replica: replica, durableLSN: lsn)
                     case .refusal(let code, let message):

@@ -31,9 +31,16 @@ struct ClusterInit: PDBCommand {
     @Option(help: "Regional partitions created in every region, comma-separated.")
     var partitions: String = "users"
 
+    @Option(
+        help: ArgumentHelp(
+            "The regional partitions' commit mode: async, or quorum:N (a commit waits for N replicas).",
+            discussion: "The directory keeps its default, quorum:1 when it has replicas."))
+    var commitMode: String = "async"
+
     struct Layout {
         var regions: [(region: Region, hosts: Int)]
         var partitions: [String]
+        var commitMode: CommitMode
     }
 
     func layout() throws -> Layout {
@@ -59,7 +66,15 @@ struct ClusterInit: PDBCommand {
         guard basePort >= 1024, basePort + 2 * hosts <= 65536 else {
             throw ValidationError("--base-port is out of range")
         }
-        return Layout(regions: result, partitions: names)
+        guard let mode = CommitMode(commitMode) else {
+            throw ValidationError("--commit-mode takes async or quorum:N, e.g. quorum:1")
+        }
+        if case .quorum(let count) = mode, let small = result.first(where: { $0.1 - 1 < count }) {
+            throw ValidationError(
+                "--commit-mode \(mode) waits for \(count) replicas, but region \(small.0) has \(small.1) host(s), so \(small.1 - 1) replica(s)"
+            )
+        }
+        return Layout(regions: result, partitions: names, commitMode: mode)
     }
 
     func validate() throws { _ = try layout() }
@@ -123,7 +138,10 @@ struct ClusterInit: PDBCommand {
             ]
             let regionHosts = order.filter { $0.region == region }.map(\.id)
             for name in layout.partitions {
-                placements.append(.init(name: name, primary: regionHosts[0], replicas: Array(regionHosts.dropFirst())))
+                placements.append(
+                    .init(
+                        name: name, primary: regionHosts[0], replicas: Array(regionHosts.dropFirst()),
+                        commitMode: layout.commitMode))
             }
             // Only a partition's primary creates it: replicas receive it by snapshot, with its file id.
             let database = try Database.create(at: path("hosts", id, "data"), region: region)

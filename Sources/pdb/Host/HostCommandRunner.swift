@@ -10,27 +10,49 @@ import Residency
 struct HostCommandRunner: CommandRunning {
     func run(arguments: [String], input: [UInt8], host: ClusterHost) async -> CommandResult {
         // Commands block (commits, fsyncs): on a thread of their own, not the cooperative pool.
-        await withCheckedContinuation { continuation in
+        let (result, written) = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 continuation.resume(returning: Self.runNow(arguments: arguments, input: input, host: host))
             }
         }
+        // A write's answer goes out only once its commit satisfies the partition's commit mode
+        // (spec/replication.md#commit-modes); if it does not in time, the answer is that error.
+        guard result.status == 0, let written else { return result }
+        do {
+            try await host.waitForCommitMode(of: written.partition, lsn: written.lsn)
+            return result
+        } catch {
+            return Self.capture { Self.fail(error, json: PDB.wantsJSON(arguments)) }
+        }
     }
 
-    static func runNow(arguments: [String], input: [UInt8], host: ClusterHost) -> CommandResult {
-        let output = Output(capturing: true)
-        let status: Int32 = Output.$capturing.withValue(output) {
+    /// Runs the command line; with the partition a successful write command wrote and its LSN
+    /// when it finished (its own commit's, or a later one's: waiting for a later one covers it).
+    static func runNow(arguments: [String], input: [UInt8], host: ClusterHost) -> (
+        CommandResult, (partition: String, lsn: LSN)?
+    ) {
+        var written: (partition: String, lsn: LSN)? = nil
+        let result = capture {
             HostSession.$current.withValue(HostSession(database: host.database, host: host)) {
                 LineReader.$providedInput.withValue(ProvidedInput(input)) {
-                    execute(arguments, host: host)
+                    execute(arguments, host: host, written: &written)
                 }
             }
         }
+        return (result, written)
+    }
+
+    /// The output of `body`, captured, with its status.
+    private static func capture(_ body: () -> Int32) -> CommandResult {
+        let output = Output(capturing: true)
+        let status = Output.$capturing.withValue(output) { body() }
         let captured = output.captured
         return CommandResult(stdout: captured.stdout, stderr: captured.stderr, status: UInt32(bitPattern: status))
     }
 
-    private static func execute(_ arguments: [String], host: ClusterHost) -> Int32 {
+    private static func execute(
+        _ arguments: [String], host: ClusterHost, written: inout (partition: String, lsn: LSN)?
+    ) -> Int32 {
         let json = PDB.wantsJSON(arguments)
         do {
             var command = try PDB.parseAsRoot(arguments)
@@ -47,6 +69,9 @@ struct HostCommandRunner: CommandRunning {
                 return fail(ResidencyError.notPrimary(partition: partition, primary: primary), json: json)
             }
             try command.run()
+            if let partition = hostCommand.writtenPartition, host.commitMode(of: partition) != .async {
+                written = (partition, try host.database.partition(partition).lastLSN)
+            }
             return 0
         } catch {
             let code = PDB.exitCode(for: error)

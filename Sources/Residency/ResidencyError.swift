@@ -17,8 +17,6 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
     case malformedMessage(reason: String)
     /// A peer that is not allowed what it asks: an identity, a role, a region or an epoch.
     case refused(code: String, message: String)
-    /// A write sent to a host that only replicates the partition.
-    case notPrimary(partition: String, primary: String)
     /// A host that cannot be reached or that went away.
     case connection(address: String, reason: String)
     /// A commit in `quorum` mode that is durable on the primary but was not acknowledged by
@@ -26,6 +24,9 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
     /// or be lost in one.
     case commitOutcomeUnknown(
         partition: String, lsn: UInt64, acknowledged: Int, needed: Int, waitedMilliseconds: UInt64)
+    /// A write this replica host forwarded, committed on the primary, that the local copy did
+    /// not reach in time (spec/replication.md#write-forwarding).
+    case forwardedNotApplied(partition: String, primary: String, lsn: UInt64, waitedSeconds: UInt64)
     /// A retained shipped-log segment (spec/replication.md#retained-segments) that cannot be
     /// read or written; `errno` is the system's error number, 0 for damaged contents.
     case retainedLog(path: String, operation: String, errno: Int32)
@@ -48,14 +49,14 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
             return "malformed message from the peer: \(reason); the connection was closed and nothing of it applied"
         case .refused(_, let message):
             return message
-        case .notPrimary(let partition, let primary):
-            return
-                "partition \(Quoting.name(partition)) is a replica on this host; write to its primary, host \(Quoting.name(primary))"
         case .connection(let address, let reason):
             return "cannot talk to \(Quoting.name(address)): \(reason)"
         case .commitOutcomeUnknown(let partition, let lsn, let acknowledged, let needed, let waited):
             return
                 "commit LSN \(lsn) of partition \(Quoting.name(partition)) is durable on its primary, but \(acknowledged) of the \(needed) replica acknowledgements it waits for came within \(waited) ms; its outcome is unknown (a promotion may keep or drop it): check `pdb replication status`, then read it back before writing it again"
+        case .forwardedNotApplied(let partition, let primary, let lsn, let waited):
+            return
+                "the write was committed on \(Quoting.name(primary)), the primary of partition \(Quoting.name(partition)), at LSN \(lsn), but this host's copy did not reach it within \(waited) s; read it on the primary, or here once `pdb replication status` shows the copy streaming"
         case .retainedLog(let path, let operation, let errno):
             let cause = errno == 0 ? "its contents are damaged" : String(cString: strerror(errno))
             return
@@ -72,9 +73,9 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
         case .configuration: return "configuration"
         case .malformedMessage: return "malformed_message"
         case .refused(let code, _): return code
-        case .notPrimary: return "not_primary"
         case .connection: return "connection"
         case .commitOutcomeUnknown: return "commit_outcome_unknown"
+        case .forwardedNotApplied: return "forwarded_not_applied"
         case .retainedLog: return "retained_log"
         }
     }

@@ -113,15 +113,25 @@ final class ClusterTests: PDBTestCase {
         try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
         try assertConverges("global", primary: "eu-1", replicas: ["eu-2", "us-1"])
 
-        // Reads on a replica answer from its copy; writes name the primary.
+        // Reads on a replica answer from its copy; its writes go to the primary and are read
+        // back on the replica as soon as they return (spec/replication.md#write-forwarding).
         let read = try remote("get", "eu-2", "users", "t", "k1999", "--json")
         assertExit(read, 0)
         XCTAssertEqual(try read.object()["value"] as? String, "\(marker)-1999")
-        let refused = try remote("put", "eu-2", "users", "t", "x", "y", "--owner", "alice", "--json")
-        XCTAssertEqual(refused.status, 1)
-        XCTAssertEqual(try refused.errorCode(), "not_primary")
-        XCTAssertTrue(refused.stdout.contains("eu-1"), refused.stdout)
-        XCTAssertEqual(try remote("home set", "us-1", "carol", "us", "--json").status, 1)
+        for i in 0..<10 {
+            assertExit(try remote("put", "eu-2", "users", "t", "forwarded\(i)", "y\(i)", "--owner", "alice"), 0)
+            let own = try remote("get", "eu-2", "users", "t", "forwarded\(i)")
+            assertExit(own, 0)
+            XCTAssertEqual(own.stdout, "y\(i)\n", "a forwarded write reads back on the host that forwarded it")
+        }
+        assertExit(try remote("home set", "us-1", "carol", "us"), 0)
+        XCTAssertEqual(try remote("home get", "us-1", "carol").stdout, "us\n")
+        let taken = try remote("home set", "us-1", "alice", "us", "--json")
+        XCTAssertEqual(taken.status, 1)
+        XCTAssertEqual(try taken.errorCode(), "already_registered", "the directory's primary decides, once")
+        // A border still holds: us-1 does not hold users, so it has nothing to forward it to.
+        let foreign = try remote("put", "us-1", "users", "t", "x", "y", "--owner", "alice", "--json")
+        XCTAssertEqual(foreign.status, 1)
 
         // The directory crossed to us-1; eu's records did not.
         let home = try remote("home get", "us-1", "alice", "--json")
@@ -335,6 +345,55 @@ final class ClusterTests: PDBTestCase {
         }
     }
 
+    /// Write forwarding of the directory (spec/replication.md#write-forwarding): the same 200
+    /// subjects assigned at once through three hosts of three regions, each host asking a
+    /// different region for each subject. The directory's primary decides: exactly one
+    /// assignment per subject succeeds, the others get `already_registered`, and every host
+    /// ends with the winners' homes.
+    func testConcurrentHomeAssignmentsThroughThreeRegionsHaveOneWinnerEach() throws {
+        try layOut(regions: "eu:1,us:1,ap:1")
+        let hosts = ["eu-1", "us-1", "ap-1"]
+        let regions = ["eu", "us", "ap"]
+        for host in hosts { try start(host) }
+        let subjects = (0..<200).map { "subject-\($0)" }
+        let outcomes = Outcomes(hosts: hosts.count, subjects: subjects.count)
+        nonisolated(unsafe) let test = self
+        let threads = hosts.enumerated().map { h, host in
+            Thread {
+                for (i, subject) in subjects.enumerated() {
+                    let region = regions[(i + h) % regions.count]
+                    guard let result = try? test.remote("home set", host, subject, region, "--json") else { continue }
+                    let code =
+                        result.status == 0 ? "ok" : ((try? result.errorCode()) ?? nil) ?? "status \(result.status)"
+                    outcomes.set(host: h, subject: i, code == "ok" ? region : code)
+                }
+            }
+        }
+        for thread in threads { thread.start() }
+        for thread in threads { while thread.isExecuting || !thread.isFinished { usleep(50_000) } }
+        var winners: [String: String] = [:]
+        for (i, subject) in subjects.enumerated() {
+            let answers = (0..<hosts.count).map { outcomes.get(host: $0, subject: i) }
+            let won = answers.filter { regions.contains($0 ?? "") }
+            XCTAssertEqual(won.count, 1, "\(subject): \(answers)")
+            XCTAssertEqual(
+                answers.filter { $0 == "already_registered" }.count, hosts.count - 1, "\(subject): \(answers)")
+            winners[subject] = won.first ?? nil
+        }
+        try assertConverges("global", primary: "eu-1", replicas: ["us-1", "ap-1"])
+        for host in hosts {
+            let list = try remote("home list", host, "--json")
+            assertExit(list, 0)
+            let homes = try XCTUnwrap(try list.object()["homes"] as? [[String: Any]])
+            let found = Dictionary(
+                uniqueKeysWithValues: homes.compactMap { entry in
+                    (entry["subject"] as? String).map { ($0, entry["home"] as? String ?? "") }
+                })
+            XCTAssertEqual(found.count, subjects.count, host)
+            for (subject, home) in winners { XCTAssertEqual(found[subject], home, "\(subject) on \(host)") }
+        }
+    }
+
     /// `users` in `pdb replication status --json` of `host`, and its first replica's figures.
     private func usersStatus(on host: String) throws -> (partition: [String: Any], replica: [String: Any]) {
         let status = try remote("replication status", host, "--json")
@@ -424,6 +483,19 @@ final class ClusterTests: PDBTestCase {
         XCTAssertEqual(done.wait(timeout: .now() + 30), .success)
         return outcome.value ?? "timeout"
     }
+}
+
+/// What each host answered for each subject, filled by one thread per host.
+private final class Outcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var answers: [[String?]]
+
+    init(hosts: Int, subjects: Int) {
+        answers = Array(repeating: Array(repeating: nil, count: subjects), count: hosts)
+    }
+
+    func set(host: Int, subject: Int, _ answer: String) { lock.withLock { answers[host][subject] = answer } }
+    func get(host: Int, subject: Int) -> String? { lock.withLock { answers[host][subject] } }
 }
 
 private final class Outcome: @unchecked Sendable {

@@ -20,6 +20,7 @@ final class ProtocolTests: XCTestCase {
         .output(stream: 2, bytes: Array("error: x\n".utf8)),
         .exit(status: 64),
         .heartbeat(lastLSN: 5, sentMilliseconds: 1_700_000_000_000),
+        .committed(lsn: 1 << 40),
     ]
 
     func testEveryMessageRoundTrips() throws {
@@ -50,7 +51,7 @@ final class ProtocolTests: XCTestCase {
             .hello: "hello", .streamStart: "stream start", .snapshotBegin: "snapshot begin",
             .snapshotChunk: "snapshot chunk", .snapshotEnd: "snapshot end", .batch: "batch",
             .acknowledgement: "acknowledgement", .refusal: "refusal", .request: "request", .output: "output",
-            .exit: "exit", .heartbeat: "heartbeat",
+            .exit: "exit", .heartbeat: "heartbeat", .committed: "committed",
         ]
         XCTAssertEqual(rows.count, MessageType.allCases.count)
         for (number, name) in rows {

@@ -10,17 +10,29 @@ import Synchronization
 /// implements it (the host knows nothing of the command line).
 public protocol CommandRunning: Sendable {
     func run(arguments: [String], input: [UInt8], host: ClusterHost) async -> CommandResult
+    /// The partition the command line writes, nil when it only reads (or does not parse): a
+    /// primary runs a command another host forwards only when it writes a partition that host
+    /// replicates (spec/replication.md#write-forwarding).
+    func writtenPartition(arguments: [String]) -> String?
+}
+
+extension CommandRunning {
+    public func writtenPartition(arguments: [String]) -> String? { nil }
 }
 
 public struct CommandResult: Sendable {
     public var stdout: [UInt8]
     public var stderr: [UInt8]
     public var status: UInt32
+    /// For a write that succeeded: the partition's newest LSN when it finished (its commit's or
+    /// a later one's), sent to a host that forwarded it.
+    public var committedLSN: UInt64?
 
-    public init(stdout: [UInt8], stderr: [UInt8], status: UInt32) {
+    public init(stdout: [UInt8], stderr: [UInt8], status: UInt32, committedLSN: UInt64? = nil) {
         self.stdout = stdout
         self.stderr = stderr
         self.status = status
+        self.committedLSN = committedLSN
     }
 }
 

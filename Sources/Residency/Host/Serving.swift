@@ -65,12 +65,25 @@ extension ClusterHost {
         _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>, arguments: [String],
         input: [UInt8]
     ) async throws {
-        guard case .operator(let name) = connection.peer else {
-            return await refuse(
-                connection, outbound, code: "not_an_operator",
-                "\(connection.peer) may not run commands; use an operator certificate (`pdb cert issue --operator`)")
+        switch connection.peer {
+        case .operator(let name):
+            logger.info("command", metadata: ["operator": "\(name)", "command": "\(arguments.first ?? "")"])
+        case .host(let id, _):
+            // A host only forwards a write of a partition it replicates, to that partition's
+            // primary (spec/replication.md#write-forwarding).
+            guard let partition = commands.writtenPartition(arguments: arguments),
+                let placement = configuration.placement(of: partition), placement.primary == configuration.host,
+                placement.replicas.contains(id)
+            else {
+                return await refuse(
+                    connection, outbound, code: "not_an_operator",
+                    "\(connection.peer) may only forward writes of a partition it replicates to its primary; other commands need an operator certificate (`pdb cert issue --operator`)"
+                )
+            }
+            logger.info(
+                "forwarded write",
+                metadata: ["host": "\(id)", "partition": "\(partition)", "command": "\(arguments.first ?? "")"])
         }
-        logger.info("command", metadata: ["operator": "\(name)", "command": "\(arguments.first ?? "")"])
         let result = await commands.run(arguments: arguments, input: input, host: self)
         for (stream, bytes) in [(UInt8(1), result.stdout), (UInt8(2), result.stderr)] {
             var offset = 0
@@ -80,6 +93,9 @@ extension ClusterHost {
                     Frame(epoch: epoch, .output(stream: stream, bytes: Array(bytes[offset..<end]))))
                 offset = end
             }
+        }
+        if case .host = connection.peer, let lsn = result.committedLSN {
+            try await outbound.write(Frame(epoch: epoch, .committed(lsn: lsn)))
         }
         try await outbound.write(Frame(epoch: epoch, .exit(status: result.status)))
     }

@@ -75,6 +75,7 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case output = 10
     case exit = 11
     case heartbeat = 12
+    case committed = 13
 }
 
 public enum Message: Equatable, Sendable {
@@ -105,6 +106,10 @@ public enum Message: Equatable, Sendable {
     case exit(status: UInt32)
     /// Primary to replica while idle: its newest LSN and its clock, for lag figures.
     case heartbeat(lastLSN: UInt64, sentMilliseconds: UInt64)
+    /// Primary to a host that forwarded a write, before `exit`: the partition's newest LSN when
+    /// the write's command finished, which the forwarding host's copy must reach before it
+    /// answers (spec/replication.md#write-forwarding).
+    case committed(lsn: UInt64)
 
     /// 2: snapshots are the partition's pages, streamed (spec/replication.md#version-history).
     public static let protocolVersion: UInt16 = 2
@@ -140,6 +145,7 @@ public enum Message: Equatable, Sendable {
         case .output: return .output
         case .exit: return .exit
         case .heartbeat: return .heartbeat
+        case .committed: return .committed
         }
     }
 
@@ -190,6 +196,8 @@ public enum Message: Equatable, Sendable {
         case .heartbeat(let lsn, let milliseconds):
             writer.u64(lsn)
             writer.u64(milliseconds)
+        case .committed(let lsn):
+            writer.u64(lsn)
         }
     }
 
@@ -268,6 +276,8 @@ public enum Message: Equatable, Sendable {
             return .exit(status: try reader.u32())
         case .heartbeat:
             return .heartbeat(lastLSN: try reader.u64(), sentMilliseconds: try reader.u64())
+        case .committed:
+            return .committed(lsn: try reader.u64())
         }
     }
 }

@@ -8,7 +8,24 @@ import Residency
 /// as on the operator's machine, run against the host's open database with its output captured,
 /// so the operator sees exactly what the command prints on a directory (spec/cli.md#running-hosts).
 struct HostCommandRunner: CommandRunning {
+    func writtenPartition(arguments: [String]) -> String? {
+        guard let command = try? PDB.parseAsRoot(arguments) as? any HostCommand,
+            command.location.remoteAddress != nil
+        else { return nil }
+        return command.writtenPartition
+    }
+
     func run(arguments: [String], input: [UInt8], host: ClusterHost) async -> CommandResult {
+        // A write of a partition this host replicates goes to its primary
+        // (spec/replication.md#write-forwarding).
+        if let partition = writtenPartition(arguments: arguments), host.primary(ofReplica: partition) != nil {
+            do {
+                let answer = try await host.forwardWrite(arguments: arguments, input: input, partition: partition)
+                return CommandResult(stdout: answer.stdout, stderr: answer.stderr, status: answer.status)
+            } catch {
+                return Self.capture { Self.fail(error, json: PDB.wantsJSON(arguments)) }
+            }
+        }
         // Commands block (commits, fsyncs): on a thread of their own, not the cooperative pool.
         let (result, written) = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
@@ -20,7 +37,9 @@ struct HostCommandRunner: CommandRunning {
         guard result.status == 0, let written else { return result }
         do {
             try await host.waitForCommitMode(of: written.partition, lsn: written.lsn)
-            return result
+            var done = result
+            done.committedLSN = written.lsn.rawValue
+            return done
         } catch {
             return Self.capture { Self.fail(error, json: PDB.wantsJSON(arguments)) }
         }
@@ -28,6 +47,7 @@ struct HostCommandRunner: CommandRunning {
 
     /// Runs the command line; with the partition a successful write command wrote and its LSN
     /// when it finished (its own commit's, or a later one's: waiting for a later one covers it).
+    /// A write of a partition this host replicates never gets here: `run` forwards it.
     static func runNow(arguments: [String], input: [UInt8], host: ClusterHost) -> (
         CommandResult, (partition: String, lsn: LSN)?
     ) {
@@ -65,11 +85,8 @@ struct HostCommandRunner: CommandRunning {
                             "`pdb \(name)` does not run on a running host; run it on the host's data directory while the host is stopped"
                     ), json: json)
             }
-            if let partition = hostCommand.writtenPartition, let primary = host.primary(ofReplica: partition) {
-                return fail(ResidencyError.notPrimary(partition: partition, primary: primary), json: json)
-            }
             try command.run()
-            if let partition = hostCommand.writtenPartition, host.commitMode(of: partition) != .async {
+            if let partition = hostCommand.writtenPartition {
                 written = (partition, try host.database.partition(partition).lastLSN)
             }
             return 0

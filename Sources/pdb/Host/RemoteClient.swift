@@ -24,35 +24,14 @@ enum RemoteClient {
                 message: "\(Quoting.path(tlsDirectory)) holds the certificate of \(tls.identity), not an operator's")
         }
         let input = readsInput ? try readStandardInput() : []
-        let request = Message.request(arguments: withoutTLSOption(arguments), input: input)
         let result = AnswerBox()
         let done = DispatchSemaphore(value: 0)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         Task {
             do {
-                let connection = try await FrameTransport.connect(to: address, tls: tls, group: group)
-                guard case .host = connection.peer else {
-                    throw ResidencyError.refused(
-                        code: "not_a_host", message: "\(address) is \(connection.peer), not a host")
-                }
-                let answer = try await connection.run { inbound, outbound in
-                    try await outbound.write(Frame(epoch: 1, request))
-                    var stdout: [UInt8] = []
-                    var stderr: [UInt8] = []
-                    for try await frame in inbound {
-                        switch frame.message {
-                        case .output(1, let bytes): stdout += bytes
-                        case .output(_, let bytes): stderr += bytes
-                        case .exit(let status): return (stdout, stderr, status)
-                        case .refusal(let code, let message): throw ResidencyError.refused(code: code, message: message)
-                        default:
-                            throw ResidencyError.malformedMessage(reason: "a host answered with \(frame.message.type)")
-                        }
-                    }
-                    throw ResidencyError.connection(
-                        address: address.description, reason: "the host closed the connection")
-                }
-                result.value = .success(answer)
+                result.value = .success(
+                    try await HostRequest.send(
+                        arguments: withoutTLSOption(arguments), input: input, to: address, tls: tls, group: group))
             } catch {
                 result.value = .failure(error)
             }
@@ -113,5 +92,5 @@ enum RemoteClient {
 /// The answer, handed from the connection's task to the waiting thread (the semaphore orders the
 /// write before the read).
 private final class AnswerBox: @unchecked Sendable {
-    var value: Result<(stdout: [UInt8], stderr: [UInt8], status: UInt32), any Error>?
+    var value: Result<HostAnswer, any Error>?
 }

@@ -35,12 +35,7 @@ final class AcknowledgementObserverTests: PDBTestCase {
         }
         XCTAssertEqual(listening.wait(timeout: .now() + 30), .success)
 
-        let replica = Process()
-        replica.executableURL = Self.binary
-        replica.arguments = ["serve", "--config", cluster + "/hosts/eu-2/config.json"]
-        replica.standardOutput = FileHandle.nullDevice
-        replica.standardError = FileHandle.nullDevice
-        try replica.run()
+        let replica = try Self.startServe(config: cluster + "/hosts/eu-2/config.json")
         defer {
             if replica.isRunning {
                 kill(replica.processIdentifier, SIGKILL)

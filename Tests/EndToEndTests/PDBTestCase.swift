@@ -53,6 +53,17 @@ class PDBTestCase: XCTestCase {
         if let root { try? FileManager.default.removeItem(at: root) }
     }
 
+    /// Starts `pdb serve --config CONFIG` with its output discarded; the caller stops it.
+    static func startServe(config: String) throws -> Process {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve", "--config", config]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     /// The `pdb` binary: `PDB_BINARY` if set, else the one built next to this test bundle,
     /// else the one in the package's build folders.
     static let binary: URL = {

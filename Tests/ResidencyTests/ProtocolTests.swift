@@ -21,6 +21,8 @@ final class ProtocolTests: XCTestCase {
         .exit(status: 64),
         .heartbeat(lastLSN: 5, sentMilliseconds: 1_700_000_000_000),
         .committed(lsn: 1 << 40),
+        .assignHome(subject: "subject-1", region: "eu"),
+        .homeAssigned(created: true, home: "us", lsn: 12),
     ]
 
     func testEveryMessageRoundTrips() throws {
@@ -52,6 +54,7 @@ final class ProtocolTests: XCTestCase {
             .snapshotChunk: "snapshot chunk", .snapshotEnd: "snapshot end", .batch: "batch",
             .acknowledgement: "acknowledgement", .refusal: "refusal", .request: "request", .output: "output",
             .exit: "exit", .heartbeat: "heartbeat", .committed: "committed",
+            .assignHome: "assign home", .homeAssigned: "home assigned",
         ]
         XCTAssertEqual(rows.count, MessageType.allCases.count)
         for (number, name) in rows {

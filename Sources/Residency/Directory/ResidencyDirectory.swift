@@ -3,21 +3,31 @@ import PartitionDB
 /// The residency directory: subject -> home region, kept in the table `homes` of the database's
 /// global partition. It holds no personal data: subjects are pseudonymous ids.
 ///
-/// This is the directory's local part. On a replica host (a later issue) assignments are
-/// forwarded to the directory's primary through `HomeAssigning`; readers use `home(of:)` locally.
+/// This is the directory's local part. On a host of a cluster, assign through the host
+/// (`ClusterHost`, a `HomeAssigning`): it forwards to the directory's primary when it is not
+/// that; readers use `home(of:)` locally.
 public final class ResidencyDirectory: HomeRegionResolver, HomeAssigning, @unchecked Sendable {
     public static let table = Partition.directoryTable
-    let partition: Partition
+    /// Weak: the database holds this directory as its resolver.
+    private weak var database: Database?
 
     /// Opens the directory in `database`'s global partition and installs it as the database's
     /// resolver, so every put in a regional partition is checked against it.
     public init(database: Database) throws {
-        do {
-            partition = try database.globalPartition()
-        } catch let error as PartitionDBError {
-            throw ResidencyError.engine(error)
-        }
+        self.database = database
+        _ = try wrap { try database.globalPartition() }
         database.setResolver(self)
+    }
+
+    /// The global partition's current handle, taken for each use: a replica's snapshot of
+    /// `global` installs a new file and closes the handle taken before it.
+    private var partition: Partition {
+        get throws {
+            guard let database else {
+                throw ResidencyError.engine(.closed(partition: Database.globalPartitionName))
+            }
+            return try database.globalPartition()
+        }
     }
 
     /// The subject's home region, or nil.
@@ -90,10 +100,12 @@ public final class ResidencyDirectory: HomeRegionResolver, HomeAssigning, @unche
     }
 }
 
-/// Where home assignments go. The directory's primary assigns locally; a replica host forwards
-/// the call to the primary (the log-shipping issue), so there is one place that decides.
+/// Where home assignments go: a conditional create, true when this call made the entry, the
+/// same home again a no-op (false), another home `alreadyRegistered`. `ResidencyDirectory`
+/// assigns in its own database; `ClusterHost` assigns on the directory's primary, forwarding
+/// from any other host, so there is one place that decides (spec/replication.md#write-forwarding).
 public protocol HomeAssigning: Sendable {
-    func assignHome(_ subject: SubjectID, to region: Region) throws -> Bool
+    func assignHome(_ subject: SubjectID, to region: Region) async throws -> Bool
 }
 
 extension ResidencyDirectory {

@@ -58,6 +58,9 @@ public final class ClusterHost: Sendable {
     /// The figures as swift-metrics, in the host's own Prometheus registry.
     let metrics: HostMetrics
     let acknowledgementObserver = AcknowledgementObserverSlot()
+    /// The residency directory in this host's copy of `global`, installed as the database's
+    /// resolver.
+    let directory: ResidencyDirectory
     /// The commits waiting for their quorum, per partition this host is primary of in `quorum` mode.
     let quorums: [String: QuorumWaiters]
     private let server = Mutex<(any Channel)?>(nil)
@@ -126,6 +129,7 @@ public final class ClusterHost: Sendable {
         self.replicaFigures = figures
         self.replicaStates = states
         self.quorums = quorums
+        directory = try ResidencyDirectory(database: database)
         metrics = HostMetrics(configuration: configuration)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         pool = NIOThreadPool(numberOfThreads: 4)

@@ -35,9 +35,12 @@ extension ClusterHost {
                         fileID: fileID, replicaLSN: lsn)
                 case .request(let arguments, let input):
                     try await serveOperator(connection, outbound: outbound, arguments: arguments, input: input)
+                case .assignHome(let subject, let region):
+                    try await serveHomeAssignment(connection, outbound: outbound, subject: subject, region: region)
                 default:
                     await refuse(
-                        connection, outbound, code: "unexpected_message", "a connection starts with hello or request")
+                        connection, outbound, code: "unexpected_message",
+                        "a connection starts with hello, request or assign home")
                 }
             }
         } catch {

@@ -24,16 +24,21 @@ extension ClusterHost {
             arguments: arguments, input: input, to: primary.address, tls: tls, group: group,
             expected: .host(id: placement.primary, region: primary.region))
         guard answer.status == 0, let lsn = answer.committedLSN else { return answer }
+        try await waitForCopy(of: partition, toReach: lsn, primary: placement.primary)
+        return answer
+    }
+
+    /// Waits until this host's copy of `partition` is at `lsn` or later (at most
+    /// `peer_timeout_seconds`), else throws `forwardedNotApplied`.
+    func waitForCopy(of partition: String, toReach lsn: UInt64, primary: String) async throws {
         let timeout = Duration.seconds(Int64(configuration.peerTimeoutSeconds))
         let start = ContinuousClock.now
         while try database.partition(partition).lastLSN.rawValue < lsn {
             guard ContinuousClock.now - start < timeout, !stopping.load(ordering: .relaxed) else {
                 throw ResidencyError.forwardedNotApplied(
-                    partition: partition, primary: placement.primary, lsn: lsn,
-                    waitedSeconds: configuration.peerTimeoutSeconds)
+                    partition: partition, primary: primary, lsn: lsn, waitedSeconds: configuration.peerTimeoutSeconds)
             }
             try await Task.sleep(for: Self.forwardedApplyPoll)
         }
-        return answer
     }
 }

@@ -76,6 +76,8 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case exit = 11
     case heartbeat = 12
     case committed = 13
+    case assignHome = 14
+    case homeAssigned = 15
 }
 
 public enum Message: Equatable, Sendable {
@@ -110,6 +112,13 @@ public enum Message: Equatable, Sendable {
     /// the write's command finished, which the forwarding host's copy must reach before it
     /// answers (spec/replication.md#write-forwarding).
     case committed(lsn: UInt64)
+    /// A host to the directory's primary: assign `subject` the home `region` if it has none
+    /// (`ResidencyDirectory.assignHome`, forwarded: spec/replication.md#write-forwarding).
+    case assignHome(subject: String, region: String)
+    /// The directory's primary's answer: whether this request created the entry, the subject's
+    /// home now (another than asked: the subject was registered already), and the directory's
+    /// newest LSN then, which the asking host's copy must reach before it returns.
+    case homeAssigned(created: Bool, home: String, lsn: UInt64)
 
     /// 2: snapshots are the partition's pages, streamed (spec/replication.md#version-history).
     public static let protocolVersion: UInt16 = 2
@@ -146,6 +155,8 @@ public enum Message: Equatable, Sendable {
         case .exit: return .exit
         case .heartbeat: return .heartbeat
         case .committed: return .committed
+        case .assignHome: return .assignHome
+        case .homeAssigned: return .homeAssigned
         }
     }
 
@@ -197,6 +208,13 @@ public enum Message: Equatable, Sendable {
             writer.u64(lsn)
             writer.u64(milliseconds)
         case .committed(let lsn):
+            writer.u64(lsn)
+        case .assignHome(let subject, let region):
+            writer.short(Array(subject.utf8))
+            writer.short(Array(region.utf8))
+        case .homeAssigned(let created, let home, let lsn):
+            writer.u8(created ? 1 : 0)
+            writer.short(Array(home.utf8))
             writer.u64(lsn)
         }
     }
@@ -278,6 +296,14 @@ public enum Message: Equatable, Sendable {
             return .heartbeat(lastLSN: try reader.u64(), sentMilliseconds: try reader.u64())
         case .committed:
             return .committed(lsn: try reader.u64())
+        case .assignHome:
+            return .assignHome(subject: try reader.text(), region: try reader.text())
+        case .homeAssigned:
+            let created = try reader.u8()
+            guard created <= 1 else {
+                throw ResidencyError.malformedMessage(reason: "created is \(created), not 0 or 1")
+            }
+            return .homeAssigned(created: created == 1, home: try reader.text(), lsn: try reader.u64())
         }
     }
 }

@@ -1,0 +1,94 @@
+import NIOCore
+import PartitionDB
+
+/// Home assignments through a host (spec/replication.md#write-forwarding): the directory's
+/// primary decides every one, in its own directory and in `global`'s commit mode; any other
+/// host forwards the request to it (`assign home`) and returns once its own copy of `global`
+/// holds the answer, so the caller reads the home where it assigned it.
+extension ClusterHost: HomeAssigning {
+    /// Assigns `subject` the home `region` if it has none. Returns whether this call made the
+    /// entry; throws `alreadyRegistered` when the subject has another home, and what forwarding
+    /// or the commit mode throws (`connection`, `commitOutcomeUnknown`, `forwardedNotApplied`).
+    public func assignHome(_ subject: SubjectID, to region: Region) async throws -> Bool {
+        let global = Database.globalPartitionName
+        guard let placement = configuration.placement(of: global), let primary = configuration.hosts[placement.primary]
+        else { throw ResidencyError.refused(code: "not_a_replica", message: "this host holds no directory") }
+        if placement.primary == configuration.host {
+            let (created, _, _) = try await assignHere(subject, to: region)
+            return created
+        }
+        let connection = try await FrameTransport.connect(to: primary.address, tls: tls, group: group)
+        guard connection.peer == .host(id: placement.primary, region: primary.region) else {
+            throw ResidencyError.refused(
+                code: "identity_mismatch",
+                message: "\(primary.address) is \(connection.peer), not \(placement.primary), the directory's primary")
+        }
+        let (created, home, lsn) = try await connection.run { inbound, outbound in
+            try await outbound.write(
+                Frame(epoch: epoch, .assignHome(subject: subject.rawValue, region: region.name)))
+            for try await frame in inbound {
+                switch frame.message {
+                case .homeAssigned(let created, let home, let lsn): return (created, home, lsn)
+                case .refusal(let code, let message): throw ResidencyError.refused(code: code, message: message)
+                default:
+                    throw ResidencyError.malformedMessage(
+                        reason: "the directory's primary answered an assignment with \(frame.message.type)")
+                }
+            }
+            throw ResidencyError.connection(
+                address: primary.address.description, reason: "the directory's primary closed the connection")
+        }
+        try await waitForCopy(of: global, toReach: lsn, primary: placement.primary)
+        guard home == region.name else { throw ResidencyError.alreadyRegistered(subject: subject.rawValue, home: home) }
+        return created
+    }
+
+    /// The assignment on the directory's primary: whether it made the entry, the subject's home
+    /// now, and the directory's newest LSN once that satisfies `global`'s commit mode.
+    func assignHere(_ subject: SubjectID, to region: Region) async throws -> (
+        created: Bool, home: String, lsn: LSN
+    ) {
+        let (created, home, lsn): (Bool, String, LSN) = try await pool.runIfActive {
+            let outcome: (Bool, String)
+            do {
+                outcome = (try self.directory.assignHome(subject, to: region), region.name)
+            } catch ResidencyError.alreadyRegistered(_, let home) {
+                outcome = (false, home)
+            }
+            return (outcome.0, outcome.1, try self.database.globalPartition().lastLSN)
+        }
+        try await waitForCommitMode(of: Database.globalPartitionName, lsn: lsn)
+        return (created, home, lsn)
+    }
+
+    /// A host's `assign home`, on the directory's primary: only from a configured replica of
+    /// the directory, and only for a valid subject id and region.
+    func serveHomeAssignment(
+        _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>, subject: String, region: String
+    ) async throws {
+        let global = Database.globalPartitionName
+        guard case .host(let id, _) = connection.peer, let placement = configuration.placement(of: global),
+            placement.primary == configuration.host, placement.replicas.contains(id)
+        else {
+            return await refuse(
+                connection, outbound, code: "not_a_replica",
+                "\(configuration.host) takes assignments only from the hosts that replicate its directory",
+                partition: global)
+        }
+        guard let subjectID = try? SubjectID(subject), let home = try? Region(region), !home.isGlobal else {
+            return await refuse(
+                connection, outbound, code: "invalid_request",
+                "an assignment needs a valid subject id and a region other than global", partition: global)
+        }
+        do {
+            let (created, current, lsn) = try await assignHere(subjectID, to: home)
+            logger.info(
+                "forwarded assignment",
+                metadata: ["host": "\(id)", "created": "\(created)", "region": "\(home)"])
+            try await outbound.write(
+                Frame(epoch: epoch, .homeAssigned(created: created, home: current, lsn: lsn.rawValue)))
+        } catch let error as ResidencyError {
+            await refuse(connection, outbound, code: error.code, error.description, partition: global)
+        }
+    }
+}

@@ -108,6 +108,17 @@ struct PartitionDBSide {
             "shipped \(format(perCommit, .bytes)) per commit over \(commits) commits; compression "
                 + "\(Double(after.compressionRatioPercent) / 100) : 1 (uncompressed change-set bytes per batch byte)")
 
+        // 6. Quorum 1 (the directory's default with a replica): each commit waits for the
+        // replica's acknowledgement, with 1 and with 8 writers.
+        for writers in Row.quorumWriters {
+            try primary!.wait(forLSN: partition.lastLSN.rawValue, replica: replica!, timeout: 60)
+            let rate = try quorumCommits(
+                partition, host: primary!.host, writers: writers, seconds: settings.seconds,
+                base: Records.phaseBase(30 + writers))
+            results.set(.quorumCommits(writers: writers), .partitiondb, rate)
+            progress("quorum:1, \(writers) writers: \(format(rate, .commitsPerSecond))")
+        }
+
         replica!.stop()
         try verifyCopy(cluster, partition)
         progress("the replica's copy matches the primary's (pdb checksum)")
@@ -196,6 +207,57 @@ struct PartitionDBSide {
     }
 
     // MARK: Pieces
+
+    /// `writers` threads, each committing one record at a time and waiting for the commit's
+    /// quorum (`ClusterHost.waitForCommitMode`) before the next, for `seconds`; returns the
+    /// commits a second of all of them.
+    private func quorumCommits(_ partition: Partition, host: ClusterHost, writers: Int, seconds: Double, base: Int64)
+        throws -> Double
+    {
+        let end = monotonicNanoseconds() + Int64(seconds * 1e9)
+        let counts = (0..<writers).map { _ in Shared(0) }
+        let failure = Shared<(any Error)?>(nil)
+        let start = monotonicNanoseconds()
+        let threads = (0..<writers).map { index in
+            Thread {
+                let writer = PrimaryWriter(partition: partition)
+                writer.next = base + Int64(index) * 1_000_000_000
+                var commits = 0
+                do {
+                    while monotonicNanoseconds() < end {
+                        // The partition's newest LSN right after the commit: this one's or a
+                        // later one's, whose acknowledgement covers it.
+                        let lsn = try writer.commit()
+                        try Self.waitForQuorum(host, LSN(lsn))
+                        commits += 1
+                    }
+                } catch {
+                    failure.value = error
+                }
+                counts[index].value = commits
+            }
+        }
+        for thread in threads { thread.start() }
+        for thread in threads { while !thread.isFinished { usleep(1_000) } }
+        if let error = failure.value { throw error }
+        return Double(counts.reduce(0) { $0 + $1.value }) / (Double(monotonicNanoseconds() - start) / 1e9)
+    }
+
+    /// `waitForCommitMode` of the global partition, from a thread that is not the cooperative pool's.
+    private static func waitForQuorum(_ host: ClusterHost, _ lsn: LSN) throws {
+        let done = DispatchSemaphore(value: 0)
+        let failure = Shared<(any Error)?>(nil)
+        Task {
+            do {
+                try await host.waitForCommitMode(of: Self.partition, lsn: lsn)
+            } catch {
+                failure.value = error
+            }
+            done.signal()
+        }
+        done.wait()
+        if let error = failure.value { throw error }
+    }
 
     private func progress(_ message: String) { printError("[partitiondb] \(message)\n") }
 

@@ -77,6 +77,21 @@ struct PostgreSQLSide {
         results.set(.compressionRatio, .postgresql, 1)
         progress(
             "WAL \(format(walBytes / Double(commits), .bytes)) per commit over \(commits) commits (sent as written)")
+
+        // 5. The standby synchronous (synchronous_commit = on already): each commit waits for its flush there.
+        try primary.execute("ALTER SYSTEM SET synchronous_standby_names = '*'", timeout: 30)
+        try primary.execute("SELECT pg_reload_conf()", timeout: 30)
+        let deadline = Date().addingTimeInterval(60)
+        while try primary.query("SELECT sync_state FROM pg_stat_replication") != "sync" {
+            guard Date() < deadline else { throw ReplicationBenchError.timeout("the standby becoming synchronous") }
+            usleep(50_000)
+        }
+        for writers in Row.quorumWriters {
+            let run = try pgbench(
+                primary, seconds: settings.seconds, rate: nil, label: "synchronous-\(writers)", clients: writers)
+            results.set(.quorumCommits(writers: writers), .postgresql, run.tps)
+            progress("one synchronous standby, \(writers) clients: \(format(run.tps, .commitsPerSecond))")
+        }
         standby.stop()
         primary.stop()
         try FileManager.default.removeItem(atPath: directory + "/data")
@@ -164,10 +179,10 @@ struct PostgreSQLSide {
         var transactions: Int
     }
 
-    /// `pgbench -c 1` for `seconds`, at `rate` transactions a second if given (`-R`), with the
-    /// script of one INSERT; `alongside` is started once pgbench is.
+    /// `pgbench -c CLIENTS` (default 1) for `seconds`, at `rate` transactions a second if given
+    /// (`-R`), with the script of one INSERT; `alongside` is started once pgbench is.
     private func pgbench(
-        _ server: Server, seconds: Double, rate: Int?, label: String, alongside: Thread? = nil
+        _ server: Server, seconds: Double, rate: Int?, label: String, alongside: Thread? = nil, clients: Int = 1
     ) throws -> PgbenchRun {
         let script = directory + "/insert.sql"
         if !FileManager.default.fileExists(atPath: script) {
@@ -180,7 +195,8 @@ struct PostgreSQLSide {
             """.write(toFile: script, atomically: true, encoding: .utf8)
         }
         var arguments = [
-            "-n", "-M", "prepared", "-c", "1", "-j", "1", "-T", "\(Int(seconds.rounded()))", "-f", script,
+            "-n", "-M", "prepared", "-c", "\(clients)", "-j", "\(min(clients, 2))", "-T", "\(Int(seconds.rounded()))",
+            "-f", script,
         ]
         if let rate { arguments += ["-R", "\(rate)"] }
         arguments += server.connection + ["postgres"]

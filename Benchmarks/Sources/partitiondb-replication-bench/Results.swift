@@ -34,6 +34,9 @@ enum Row: Hashable, Sendable {
     case catchUpBytesShipped
     case bytesPerCommit
     case compressionRatio
+    /// Commits a second with `writers` concurrent writers when each commit waits for one
+    /// replica's acknowledgement (PartitionDB: quorum:1; PostgreSQL: one synchronous standby).
+    case quorumCommits(writers: Int)
 
     static func all(rates: [Int]) -> [Row] {
         [.commitsAlone, .commitsHostOnly, .commitsWithReplica, .withReplicaOverAlone]
@@ -41,7 +44,11 @@ enum Row: Hashable, Sendable {
                 [.achievedRate($0), .lagCommitP50($0), .lagCommitP99($0), .lagSampledP50($0), .lagSampledP99($0)]
             }
             + [.catchUpSeconds, .catchUpDataBytes, .catchUpBytesShipped, .bytesPerCommit, .compressionRatio]
+            + quorumWriters.map { .quorumCommits(writers: $0) }
     }
+
+    /// The writer counts of the quorum rows.
+    static let quorumWriters = [1, 8]
 
     /// The name in the JSON file.
     var id: String {
@@ -60,6 +67,7 @@ enum Row: Hashable, Sendable {
         case .catchUpBytesShipped: return "catch_up_bytes_shipped"
         case .bytesPerCommit: return "bytes_shipped_per_commit"
         case .compressionRatio: return "compression_ratio"
+        case .quorumCommits(let writers): return "quorum_1_commits_per_second_\(writers)_writers"
         }
     }
 
@@ -79,12 +87,15 @@ enum Row: Hashable, Sendable {
         case .catchUpBytesShipped: return "catch-up: bytes shipped (snapshot; base backup)"
         case .bytesPerCommit: return "bytes shipped per commit (batches; WAL)"
         case .compressionRatio: return "compression ratio of the stream"
+        case .quorumCommits(let writers):
+            return "commits/s, \(writers) writer\(writers == 1 ? "" : "s"), each commit acknowledged by one replica (quorum:1; synchronous standby)"
         }
     }
 
     var unit: Unit {
         switch self {
-        case .commitsAlone, .commitsHostOnly, .commitsWithReplica, .achievedRate: return .commitsPerSecond
+        case .commitsAlone, .commitsHostOnly, .commitsWithReplica, .achievedRate, .quorumCommits:
+            return .commitsPerSecond
         case .withReplicaOverAlone, .compressionRatio: return .ratio
         case .lagCommitP50, .lagCommitP99, .lagSampledP50, .lagSampledP99: return .milliseconds
         case .catchUpSeconds: return .seconds
@@ -99,6 +110,7 @@ enum Row: Hashable, Sendable {
         case .lagCommitP99(5_000): return .below(5)
         case .lagSampledP99(5_000): return .belowPostgreSQL
         case .catchUpSeconds: return .belowPostgreSQL
+        case .quorumCommits: return .timesPostgreSQL(2)
         default: return nil
         }
     }
@@ -107,12 +119,14 @@ enum Row: Hashable, Sendable {
         case atLeast(Double)
         case below(Double)
         case belowPostgreSQL
+        case timesPostgreSQL(Double)
 
         var text: String {
             switch self {
             case .atLeast(let value): return "≥ \(fixed(value, 2))"
             case .below(let value): return "< \(fixed(value, 0)) ms"
             case .belowPostgreSQL: return "< PostgreSQL"
+            case .timesPostgreSQL(let factor): return "≥ \(fixed(factor, 0))× PostgreSQL"
             }
         }
 
@@ -123,6 +137,7 @@ enum Row: Hashable, Sendable {
             case .atLeast(let value): return partitiondb >= value
             case .below(let value): return partitiondb < value
             case .belowPostgreSQL: return postgresql.map { partitiondb < $0 }
+            case .timesPostgreSQL(let factor): return postgresql.map { partitiondb >= factor * $0 }
             }
         }
     }

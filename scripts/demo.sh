@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # A scripted tour through `pdb`: a database, partitions, homes, writes, a refused write, apply,
+# a cluster with a replica's writes forwarded to the primary,
 # inspection, check, backup and restore with checksums, refused careless commands, compaction. Usage: scripts/demo.sh PATH_TO_PDB
 set -euo pipefail
 
@@ -147,7 +148,12 @@ done
 run get "$eu2" users profiles alice
 run checksum "$eu1" users
 run checksum "$eu2" users
-refused put "$eu2" users profiles alice changed --owner alice
+
+heading "A write on the replica eu-2 is forwarded to eu-1 and reads back on eu-2 at once"
+run put "$eu2" users profiles alice '{"name":"Alice","city":"Lyon"}' --owner alice
+run get "$eu2" users profiles alice
+run home set "$us1" carol us
+run home get "$eu2" carol
 
 heading "The directory crosses the border, eu's users partition does not"
 run home get "$us1" alice

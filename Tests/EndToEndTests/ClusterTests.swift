@@ -345,6 +345,46 @@ final class ClusterTests: PDBTestCase {
         }
     }
 
+    /// `quorum:1` through the fault proxy: a delayed network slows quorum writes but they
+    /// succeed and read on the replica at once; a dropping or black-holed one lets no
+    /// acknowledgement through, so writes end with `commit_outcome_unknown` after the timeout,
+    /// kept on the primary; healed, writes succeed again and the replica ends with every write.
+    func testQuorumWritesThroughAFaultyNetworkAreAcknowledgedOnlyWhenTheReplicaHasThem() throws {
+        try layOut(regions: "eu:2", "--commit-mode", "quorum:1")
+        let proxy = try FaultProxy(upstreamPort: basePort)
+        defer { proxy.stop() }
+        try routeToEU1(through: proxy)
+        try editConfig("eu-1") {
+            $0["peer_timeout_seconds"] = 2
+            $0["quorum_timeout_ms"] = 1_500
+        }
+        try start("eu-1")
+        try start("eu-2")
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        var written: [String] = []
+        for (round, mode) in [FaultProxy.Mode.delay(milliseconds: 30), .drop, .blackHole].enumerated() {
+            proxy.set(mode)
+            let key = "q\(round)"
+            let result = try remote("put", "eu-1", "users", "t", key, "v\(round)", "--owner", "alice", "--json")
+            written.append(key)
+            if case .delay = mode {
+                assertExit(result, 0)
+                let read = try remote("get", "eu-2", "users", "t", key)
+                XCTAssertEqual(read.stdout, "v\(round)\n", "acknowledged, so on the replica")
+            } else {
+                XCTAssertEqual(result.status, 1, "\(mode): \(result.stdout)")
+                XCTAssertEqual(try result.errorCode(), "commit_outcome_unknown", "\(mode)")
+                XCTAssertEqual(try remote("get", "eu-1", "users", "t", key).stdout, "v\(round)\n")
+            }
+            proxy.set(.pass)
+            try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+            let healed = "healed\(round)"
+            assertExit(try remote("put", "eu-1", "users", "t", healed, "h", "--owner", "alice"), 0)
+            written.append(healed)
+        }
+        for key in written { assertExit(try remote("get", "eu-2", "users", "t", key), 0) }
+    }
+
     /// Write forwarding of the directory (spec/replication.md#write-forwarding): the same 200
     /// subjects assigned at once through three hosts of three regions, each host asking a
     /// different region for each subject. The directory's primary decides: exactly one
@@ -403,6 +443,16 @@ final class ClusterTests: PDBTestCase {
         return (users, try XCTUnwrap((users["replicas"] as? [[String: Any]])?.first))
     }
 
+    /// eu-2 reaches eu-1 only through `proxy`, and closes a stream silent for 2 s.
+    private func routeToEU1(through proxy: FaultProxy) throws {
+        try editConfig("eu-2") {
+            var hosts = $0["hosts"] as! [String: Any]
+            hosts["eu-1"] = ["region": "eu", "address": "127.0.0.1:\(proxy.port)"]
+            $0["hosts"] = hosts
+            $0["peer_timeout_seconds"] = 2
+        }
+    }
+
     /// Rewrites a host's config file through `edit` on its JSON object.
     private func editConfig(_ host: String, _ edit: (inout [String: Any]) -> Void) throws {
         let file = "\(cluster)/hosts/\(host)/config.json"
@@ -419,12 +469,7 @@ final class ClusterTests: PDBTestCase {
         let proxy = try FaultProxy(upstreamPort: primaryPort)
         defer { proxy.stop() }
         // eu-2 reaches eu-1 only through the proxy; the identity check is on the certificate.
-        try editConfig("eu-2") {
-            var hosts = $0["hosts"] as! [String: Any]
-            hosts["eu-1"] = ["region": "eu", "address": "127.0.0.1:\(proxy.port)"]
-            $0["hosts"] = hosts
-            $0["peer_timeout_seconds"] = 2
-        }
+        try routeToEU1(through: proxy)
         try editConfig("eu-1") { $0["peer_timeout_seconds"] = 2 }
         try start("eu-1")
         try start("eu-2")

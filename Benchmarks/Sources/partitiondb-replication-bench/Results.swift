@@ -88,7 +88,9 @@ enum Row: Hashable, Sendable {
         case .bytesPerCommit: return "bytes shipped per commit (batches; WAL)"
         case .compressionRatio: return "compression ratio of the stream"
         case .quorumCommits(let writers):
-            return "commits/s, \(writers) writer\(writers == 1 ? "" : "s"), each commit acknowledged by one replica (quorum:1; synchronous standby)"
+            let plural = writers == 1 ? "" : "s"
+            return "commits/s, \(writers) writer\(plural), each commit acknowledged by one replica "
+                + "(quorum:1; synchronous standby)"
         }
     }
 

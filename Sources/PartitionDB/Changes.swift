@@ -149,6 +149,9 @@ extension Partition {
         guard header.region == region, header.name == current.name, header.fileID == current.fileID,
             header.lastLSN == changes.lsn, header.pageCount == changes.pageCount
         else { throw mismatch("its header disagrees with this copy") }
+        guard header.epoch >= current.epoch else {
+            throw mismatch("it is of epoch \(header.epoch), this copy is at epoch \(current.epoch)")
+        }
         return (pages, header)
     }
 }

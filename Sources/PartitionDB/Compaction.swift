@@ -42,7 +42,9 @@ extension Partition {
                     options: options, resolver: { nil })
                 do {
                     try copyRecords(
-                        from: PageContext(pager: old, snapshot: snapshot), into: copy, lastLSN: header.lastLSN)
+                        from: PageContext(pager: old, snapshot: snapshot), into: copy, lastLSN: header.lastLSN,
+                        epoch: header.epoch,
+                        epochHistory: header.epochHistory)
                 } catch {
                     try? copy.close()
                     throw error
@@ -80,7 +82,9 @@ extension Partition {
     }
 
     /// Copies every table in key order, in transactions of bounded size, and ends at `lastLSN`.
-    private func copyRecords(from source: PageContext, into copy: Partition, lastLSN: LSN) throws {
+    private func copyRecords(
+        from source: PageContext, into copy: Partition, lastLSN: LSN, epoch: UInt64, epochHistory: [EpochStart]
+    ) throws {
         let reader = ReadTransaction(context: source, partition: self)
         defer { reader.isFinished = true }
         let batchLimit = 64 << 20
@@ -104,7 +108,11 @@ extension Partition {
             }
         }
         // The copy continues the original's history: its last commit carries the original's LSN.
-        try copy.write(durability: .durable) { tx in tx.writeContext.header.lastLSN = lastLSN }
+        try copy.write(durability: .durable) { tx in
+            tx.writeContext.header.lastLSN = lastLSN
+            tx.writeContext.header.epoch = epoch
+            tx.writeContext.header.epochHistory = epochHistory
+        }
     }
 }
 

@@ -36,6 +36,8 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
     case changesNotRetained(partition: String, requestedAfter: UInt64, oldestRetained: UInt64)
     /// A change stream does not fit this copy of the partition.
     case changeStreamMismatch(partition: String, reason: String)
+    /// `beginEpoch` was asked for an epoch that is not above the partition's.
+    case epochNotNewer(partition: String, epoch: UInt64, current: UInt64)
     case badBackup(path: String, reason: String)
     /// A partition file received page by page (`Database.receivePartition`) is refused; nothing
     /// of it is kept and the partition's existing file is unchanged.
@@ -121,6 +123,9 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
                 "changes of \(Quoting.name(partition)) after LSN \(after) are no longer retained (oldest kept: \(oldest)); copy a fresh backup instead"
         case .changeStreamMismatch(let partition, let reason):
             return "change stream does not fit partition \(Quoting.name(partition)): \(reason)"
+        case .epochNotNewer(let partition, let epoch, let current):
+            return
+                "partition \(Quoting.name(partition)) is at epoch \(current); a new epoch must be above it, not \(epoch)"
         case .badBackup(let path, let reason):
             return "\(Quoting.path(path)) is not a usable backup: \(reason)"
         case .badSnapshot(let partition, let reason):
@@ -187,6 +192,7 @@ public enum PartitionDBError: Error, Equatable, Sendable, CustomStringConvertibl
         case .needsReopen: return "needs_reopen"
         case .changesNotRetained: return "changes_not_retained"
         case .changeStreamMismatch: return "change_stream_mismatch"
+        case .epochNotNewer: return "epoch_not_newer"
         case .badBackup: return "bad_backup"
         case .badSnapshot: return "bad_snapshot"
         case .compression: return "compression"

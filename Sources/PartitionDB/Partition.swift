@@ -73,6 +73,46 @@ public final class Partition: @unchecked Sendable {
     /// The LSN of the newest commit.
     public var lastLSN: LSN { pager.latestSnapshot.header.lastLSN }
 
+    /// The partition's epoch: 1 for a partition never promoted; `beginEpoch` raises it. A
+    /// replicated copy has its primary's, through the change sets it applies. Spec:
+    /// file-format.md#header-page
+    public var epoch: UInt64 { pager.latestSnapshot.header.epoch }
+
+    /// Where each epoch after the first began, oldest first (at most 16: older starts are dropped).
+    public var epochHistory: [EpochStart] { pager.latestSnapshot.header.epochHistory }
+
+    /// The last LSN this partition's history holds of `epoch`: the LSN before the next epoch's
+    /// first commit. Nil when `epoch` is the current one or newer (its commits go on), or so old
+    /// that the history no longer says where it ended. A copy that stopped in `epoch` at an LSN
+    /// beyond this holds commits this partition never had (spec/replication.md#rejoin).
+    public func lastLSN(ofEpoch epoch: UInt64) -> LSN? {
+        let history = epochHistory
+        guard let next = history.first(where: { $0.epoch > epoch }) else { return nil }
+        // A full history may have dropped the start of an epoch between `epoch` and its first entry.
+        if next == history.first, history.count == PartitionHeader.maxEpochHistory { return nil }
+        return LSN(next.firstLSN.rawValue - 1)
+    }
+
+    /// Raises the partition's epoch to `epoch` with a durable commit of its own (no record
+    /// changes) and returns its LSN, the new epoch's first; the change set carries the new epoch
+    /// to every copy. Promotion calls this before the new primary accepts a write
+    /// (spec/replication.md#promotion). Throws `epochNotNewer` unless `epoch` is above the
+    /// current one.
+    package func beginEpoch(_ epoch: UInt64) throws -> LSN {
+        try write(durability: .durable, unlockingReservedTables: true) { transaction in
+            let header = transaction.writeContext.header
+            guard epoch > header.epoch else {
+                throw PartitionDBError.epochNotNewer(partition: name, epoch: epoch, current: header.epoch)
+            }
+            var history = header.epochHistory
+            history.append(EpochStart(epoch: epoch, firstLSN: header.lastLSN))
+            if history.count > PartitionHeader.maxEpochHistory { history.removeFirst() }
+            transaction.writeContext.header.epoch = epoch
+            transaction.writeContext.header.epochHistory = history
+            return header.lastLSN
+        }
+    }
+
     /// The file id of the partition file this handle now uses: 16 random bytes that every change
     /// set carries and `apply` requires of a copy. `compact()` gives the partition a new file, with
     /// a new file id, in place (the handle and its observer carry on): change sets from then on

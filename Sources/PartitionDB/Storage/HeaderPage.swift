@@ -19,6 +19,13 @@ struct PartitionHeader: Equatable {
     var ownerIndexRoot: PageNumber
     var nextTableID: UInt32
     var lastLSN: LSN
+    /// The partition's epoch: 1 until a promotion raises it (spec/file-format.md#header-page).
+    var epoch: UInt64 = 1
+    /// Where each epoch after the first began, oldest first, at most `maxEpochHistory`.
+    var epochHistory: [EpochStart] = []
+
+    /// Epoch starts kept in the header; when full, the oldest is dropped.
+    static let maxEpochHistory = 16
 
     static func isValidPageSize(_ size: Int) -> Bool {
         size >= minPageSize && size <= maxPageSize && size & (size - 1) == 0
@@ -44,6 +51,14 @@ struct PartitionHeader: Equatable {
         page.setU32(152, ownerIndexRoot.rawValue)
         page.setU32(156, nextTableID)
         page.setU64(160, lastLSN.rawValue)
+        // Epoch 1 is written as zero, so a never-promoted file is byte for byte what the engine
+        // wrote before epochs existed.
+        page.setU64(168, epoch == 1 ? 0 : epoch)
+        page.setU8(176, UInt8(epochHistory.count))
+        for (index, start) in epochHistory.enumerated() {
+            page.setU64(184 + index * 16, start.epoch)
+            page.setU64(192 + index * 16, start.firstLSN.rawValue)
+        }
         return page
     }
 
@@ -84,7 +99,7 @@ struct PartitionHeader: Equatable {
         guard nameLength > 0, nameLength <= 63,
             let name = String(validating: page.copyBytes(at: 73, count: nameLength), as: UTF8.self)
         else { throw bad("bad partition name") }
-        let header = PartitionHeader(
+        var header = PartitionHeader(
             pageSize: page.size, fileID: page.copyBytes(at: 24, count: 16), region: region, name: name,
             pageCount: page.u32(136), freelistHead: PageNumber(page.u32(140)), freeCount: page.u32(144),
             catalogRoot: PageNumber(page.u32(148)), ownerIndexRoot: PageNumber(page.u32(152)),
@@ -94,6 +109,35 @@ struct PartitionHeader: Equatable {
         guard header.catalogRoot.rawValue < header.pageCount, header.ownerIndexRoot.rawValue < header.pageCount,
             header.freelistHead.rawValue < header.pageCount
         else { throw bad("root or freelist page beyond the page count") }
+        // Files written before epochs existed hold zero here: epoch 1, no history.
+        header.epoch = max(1, page.u64(168))
+        let historyCount = Int(page.u8(176))
+        guard historyCount <= maxEpochHistory else { throw bad("epoch history of \(historyCount) entries") }
+        var previous = EpochStart(epoch: 1, firstLSN: .zero)
+        for index in 0..<historyCount {
+            let start = EpochStart(
+                epoch: page.u64(184 + index * 16), firstLSN: LSN(page.u64(192 + index * 16)))
+            guard start.epoch > previous.epoch, start.firstLSN > previous.firstLSN,
+                start.firstLSN <= header.lastLSN
+            else { throw bad("epoch history entry \(index) does not follow the one before") }
+            header.epochHistory.append(start)
+            previous = start
+        }
+        guard header.epochHistory.last.map({ $0.epoch == header.epoch }) ?? (header.epoch == 1) else {
+            throw bad("epoch \(header.epoch) is not the newest entry of the epoch history")
+        }
         return header
+    }
+}
+
+/// Where one epoch of a partition began: the LSN of the commit that raised the epoch
+/// (`Partition.beginEpoch`). Epoch 1 begins at LSN 1 and has no entry.
+public struct EpochStart: Equatable, Sendable {
+    public let epoch: UInt64
+    public let firstLSN: LSN
+
+    public init(epoch: UInt64, firstLSN: LSN) {
+        self.epoch = epoch
+        self.firstLSN = firstLSN
     }
 }

@@ -30,6 +30,8 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
     /// A retained shipped-log segment (spec/replication.md#retained-segments) that cannot be
     /// read or written; `errno` is the system's error number, 0 for damaged contents.
     case retainedLog(path: String, operation: String, errno: Int32)
+    /// A host's term file (spec/replication.md#term-files) that cannot be read or written.
+    case termFile(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -61,6 +63,8 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
             let cause = errno == 0 ? "its contents are damaged" : String(cString: strerror(errno))
             return
                 "\(Quoting.path(path)): \(operation) failed (\(cause)); replicas that need it catch up by snapshot"
+        case .termFile(let path, let reason):
+            return "term file \(Quoting.path(path)) \(reason)"
         }
     }
 
@@ -77,6 +81,7 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
         case .commitOutcomeUnknown: return "commit_outcome_unknown"
         case .forwardedNotApplied: return "forwarded_not_applied"
         case .retainedLog: return "retained_log"
+        case .termFile: return "term_file"
         }
     }
 }

@@ -23,6 +23,10 @@ final class ProtocolTests: XCTestCase {
         .committed(lsn: 1 << 40),
         .assignHome(subject: "subject-1", region: "eu"),
         .homeAssigned(created: true, home: "us", lsn: 12),
+        .fence(partition: "users", primary: "eu-2"),
+        .fenced(fileID: [9, 9], durableLSN: 31),
+        .newerEpoch(partition: "global", primary: "us-1"),
+        .cut(commonLSN: 17),
     ]
 
     func testEveryMessageRoundTrips() throws {
@@ -54,7 +58,8 @@ final class ProtocolTests: XCTestCase {
             .snapshotChunk: "snapshot chunk", .snapshotEnd: "snapshot end", .batch: "batch",
             .acknowledgement: "acknowledgement", .refusal: "refusal", .request: "request", .output: "output",
             .exit: "exit", .heartbeat: "heartbeat", .committed: "committed",
-            .assignHome: "assign home", .homeAssigned: "home assigned",
+            .assignHome: "assign home", .homeAssigned: "home assigned", .fence: "fence", .fenced: "fenced",
+            .newerEpoch: "newer epoch", .cut: "cut",
         ]
         XCTAssertEqual(rows.count, MessageType.allCases.count)
         for (number, name) in rows {

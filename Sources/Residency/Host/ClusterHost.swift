@@ -48,12 +48,8 @@ public final class ClusterHost: Sendable {
     let group: MultiThreadedEventLoopGroup
     /// Engine work (commits, fsyncs, snapshots) runs here, never on an event loop.
     let pool: NIOThreadPool
-    /// The epoch of every partition of this host (promotion, a later issue, raises it).
-    let epoch: UInt64 = 1
-    /// The shipped log of each partition this host is primary of.
-    let shipped: [String: ShippedLog]
-    let replicaFigures: [String: [String: ReplicaFigures]]
-    let replicaStates: [String: Locked<ReplicaState>]
+    /// Each partition's role here: primary or replica, of which epoch (`PartitionRole.swift`).
+    let roles: [String: PartitionRole]
     let refusals = Atomic<UInt64>(0)
     /// The figures as swift-metrics, in the host's own Prometheus registry.
     let metrics: HostMetrics
@@ -61,18 +57,11 @@ public final class ClusterHost: Sendable {
     /// The residency directory in this host's copy of `global`, installed as the database's
     /// resolver.
     let directory: ResidencyDirectory
-    /// The commits waiting for their quorum, per partition this host is primary of in `quorum` mode.
-    let quorums: [String: QuorumWaiters]
     private let server = Mutex<(any Channel)?>(nil)
     /// The scrape endpoint while `run()` serves `metrics_listen`.
     private let metricsEndpoint = Mutex<MetricsEndpoint?>(nil)
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let stopping = Atomic<Bool>(false)
-
-    struct ReplicaState {
-        var state = "connecting"
-        var lastError: String?
-    }
 
     /// Opens nothing itself: `database` is the host's open database. Checks that the identity in
     /// the TLS folder is this host's, and creates the partitions this host is primary of that do
@@ -96,52 +85,38 @@ public final class ClusterHost: Sendable {
                 reason: "is a database of region \(database.region), but this host is of region \(configuration.region)"
             )
         }
-        var shipped: [String: ShippedLog] = [:]
-        var figures: [String: [String: ReplicaFigures]] = [:]
-        var states: [String: Locked<ReplicaState>] = [:]
-        var quorums: [String: QuorumWaiters] = [:]
+        var roles: [String: PartitionRole] = [:]
         for placement in configuration.partitions {
-            if placement.primary == configuration.host {
-                if case .quorum(let count) = placement.commitMode {
-                    quorums[placement.name] = QuorumWaiters(needed: count)
+            // The newest epoch this host knows: its term file's, or its copy's, or the
+            // configuration's (spec/replication.md#term-files).
+            let term = try TermFile.read(database: database.path, partition: placement.name)
+            let copyEpoch =
+                (try? database.partitionNames().contains(placement.name)) == true
+                ? ((try? database.partition(placement.name).epoch) ?? 1) : 1
+            let role =
+                if let term, term.epoch >= copyEpoch {
+                    PartitionRole(placement: placement, epoch: term.epoch, primary: term.primary)
+                } else {
+                    PartitionRole(placement: placement, epoch: copyEpoch, primary: placement.primary)
                 }
-                let partition: Partition
-                do {
-                    let existing = try database.partitionNames()
-                    partition =
-                        existing.contains(placement.name)
-                        ? try database.partition(placement.name) : try database.createPartition(placement.name)
-                } catch let error as PartitionDBError {
-                    throw ResidencyError.engine(error)
-                }
-                let log = try ShippedLog(
-                    directory: SegmentFormat.directory(database: database.path, partition: placement.name),
-                    partition: partition, retention: configuration.retention)
-                partition.setCommitObserver { log.append($0) }
-                shipped[placement.name] = log
-                figures[placement.name] = Dictionary(
-                    uniqueKeysWithValues: placement.replicas.map { ($0, ReplicaFigures(host: $0)) })
-            } else {
-                states[placement.name] = Locked(ReplicaState())
-            }
+            roles[placement.name] = role
         }
-        self.shipped = shipped
-        self.replicaFigures = figures
-        self.replicaStates = states
-        self.quorums = quorums
+        self.roles = roles
         directory = try ResidencyDirectory(database: database)
         metrics = HostMetrics(configuration: configuration)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
-    }
-
-    /// The primary's host id of a partition this host replicates; nil when it is the primary.
-    public func primary(ofReplica partition: String) -> String? {
-        guard let placement = configuration.placement(of: partition), placement.primary != configuration.host else {
-            return nil
+        for role in roles.values where role.primary == configuration.host {
+            // A promotion that fenced the others but did not make its epoch durable here does
+            // not serve: it is run again (spec/replication.md#promotion).
+            let copyEpoch = (try? database.partition(role.placement.name).epoch) ?? 1
+            guard copyEpoch == role.epoch || (role.epoch == 1 && role.placement.primary == configuration.host) else {
+                continue
+            }
+            let serving = try openPrimaryRole(role, epoch: role.epoch)
+            role.withState { $0.serving = serving }
         }
-        return placement.primary
     }
 
     /// Listens, replicates and serves until `stop()`. `onListening` gets the bound address.
@@ -177,8 +152,11 @@ public final class ClusterHost: Sendable {
         onListening(HostAddress(host: configuration.listen.host, port: port))
         await withDiscardingTaskGroup { tasks in
             tasks.addTask { await self.heartbeats() }
-            for placement in configuration.partitions where placement.primary != configuration.host {
-                tasks.addTask { await self.replicate(placement) }
+            for role in roles.values {
+                tasks.addTask { await self.follow(role) }
+                if role.epoch > 1, role.primary == configuration.host {
+                    tasks.addTask { await self.fenceStragglers(role, epoch: role.epoch) }
+                }
             }
             do {
                 try await channel.executeThenClose { inbound in
@@ -203,8 +181,10 @@ public final class ClusterHost: Sendable {
         server.withLock { $0?.close(promise: nil) }
         metricsEndpoint.withLock { $0?.close() }
         for channel in connections.withLock({ Array($0.values) }) { channel.close(promise: nil) }
-        for log in shipped.values { log.wakeAll() }
-        for waiters in quorums.values { waiters.releaseAll() }
+        for role in roles.values {
+            role.serving?.log.wakeAll()
+            role.serving?.quorum?.releaseAll()
+        }
     }
 
     /// Waits for engine work in flight and releases the threads; call after `run()` returned.
@@ -233,19 +213,23 @@ public final class ClusterHost: Sendable {
     private func heartbeats() async {
         while !stopping.load(ordering: .relaxed) {
             try? await Task.sleep(for: .milliseconds(250))
-            for log in shipped.values { log.wakeAll() }
+            for role in roles.values { role.serving?.log.wakeAll() }
         }
     }
 
     public func status() -> ReplicationStatus {
         var partitions: [ReplicationStatus.Partition] = []
         for placement in configuration.partitions {
+            guard let role = roles[placement.name] else { continue }
             let partition = try? database.partition(placement.name)
             let lastLSN = partition?.lastLSN.rawValue ?? 0
-            if let log = shipped[placement.name] {
+            let state = role.withState { $0 }
+            let cut = DeposedCopies.list(database: database.path, partition: placement.name)
+            if let serving = state.serving {
+                let log = serving.log
                 let figures = log.figures
-                let replicas = placement.replicas.map { id -> ReplicationStatus.Replica in
-                    let values = replicaFigures[placement.name]?[id]?.values.withLock { $0 } ?? .init()
+                let replicas = role.replicas(of: configuration.host).map { id -> ReplicationStatus.Replica in
+                    let values = serving.figures[id]?.values.withLock { $0 } ?? .init()
                     let lag = log.lag(after: values.durableLSN)
                     return ReplicationStatus.Replica(
                         host: id, state: values.state, durableLSN: values.durableLSN,
@@ -258,16 +242,22 @@ public final class ClusterHost: Sendable {
                 }
                 partitions.append(
                     .init(
-                        name: placement.name, role: "primary", epoch: epoch, lastLSN: lastLSN, primary: nil, state: nil,
-                        retainedBytes: UInt64(figures.retainedBytes), oldestRetainedLSN: figures.oldestRetained,
-                        replicas: replicas, lastError: figures.lastError))
-            } else {
-                let state = replicaStates[placement.name]?.withLock { $0 } ?? ReplicaState()
+                        name: placement.name, role: "primary", epoch: state.epoch, lastLSN: lastLSN, primary: nil,
+                        state: nil, retainedBytes: UInt64(figures.retainedBytes),
+                        oldestRetainedLSN: figures.oldestRetained, replicas: replicas, lastError: figures.lastError,
+                        cut: cut))
+            } else if state.primary == configuration.host {
                 partitions.append(
                     .init(
-                        name: placement.name, role: "replica", epoch: epoch, lastLSN: lastLSN,
-                        primary: placement.primary, state: state.state, retainedBytes: nil, oldestRetainedLSN: nil,
-                        replicas: nil, lastError: state.lastError))
+                        name: placement.name, role: "fenced", epoch: state.epoch, lastLSN: lastLSN, primary: nil,
+                        state: "promotion did not finish", retainedBytes: nil, oldestRetainedLSN: nil, replicas: nil,
+                        lastError: nil, cut: cut))
+            } else {
+                partitions.append(
+                    .init(
+                        name: placement.name, role: "replica", epoch: state.epoch, lastLSN: lastLSN,
+                        primary: state.primary, state: state.replica.state, retainedBytes: nil,
+                        oldestRetainedLSN: nil, replicas: nil, lastError: state.replica.lastError, cut: cut))
             }
         }
         return ReplicationStatus(

@@ -11,21 +11,24 @@ extension ClusterHost: HomeAssigning {
     /// or the commit mode throws (`connection`, `commitOutcomeUnknown`, `forwardedNotApplied`).
     public func assignHome(_ subject: SubjectID, to region: Region) async throws -> Bool {
         let global = Database.globalPartitionName
-        guard let placement = configuration.placement(of: global), let primary = configuration.hosts[placement.primary]
-        else { throw ResidencyError.refused(code: "not_a_replica", message: "this host holds no directory") }
-        if placement.primary == configuration.host {
+        guard let role = roles[global], let primary = configuration.hosts[role.primary] else {
+            throw ResidencyError.refused(code: "not_a_replica", message: "this host holds no directory")
+        }
+        let primaryID = role.primary
+        if primaryID == configuration.host {
+            try checkServing(global)
             let (created, _, _) = try await assignHere(subject, to: region)
             return created
         }
         let connection = try await FrameTransport.connect(to: primary.address, tls: tls, group: group)
-        guard connection.peer == .host(id: placement.primary, region: primary.region) else {
+        guard connection.peer == .host(id: primaryID, region: primary.region) else {
             throw ResidencyError.refused(
                 code: "identity_mismatch",
-                message: "\(primary.address) is \(connection.peer), not \(placement.primary), the directory's primary")
+                message: "\(primary.address) is \(connection.peer), not \(primaryID), the directory's primary")
         }
         let (created, home, lsn) = try await connection.run { inbound, outbound in
             try await outbound.write(
-                Frame(epoch: epoch, .assignHome(subject: subject.rawValue, region: region.name)))
+                Frame(epoch: role.epoch, .assignHome(subject: subject.rawValue, region: region.name)))
             for try await frame in inbound {
                 switch frame.message {
                 case .homeAssigned(let created, let home, let lsn): return (created, home, lsn)
@@ -38,7 +41,7 @@ extension ClusterHost: HomeAssigning {
             throw ResidencyError.connection(
                 address: primary.address.description, reason: "the directory's primary closed the connection")
         }
-        try await waitForCopy(of: global, toReach: lsn, primary: placement.primary)
+        try await waitForCopy(of: global, toReach: lsn, primary: primaryID)
         guard home == region.name else { throw ResidencyError.alreadyRegistered(subject: subject.rawValue, home: home) }
         return created
     }
@@ -67,8 +70,8 @@ extension ClusterHost: HomeAssigning {
         _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>, subject: String, region: String
     ) async throws {
         let global = Database.globalPartitionName
-        guard case .host(let id, _) = connection.peer, let placement = configuration.placement(of: global),
-            placement.primary == configuration.host, placement.replicas.contains(id)
+        guard case .host(let id, _) = connection.peer, let role = roles[global], role.serving != nil,
+            role.members.contains(id)
         else {
             return await refuse(
                 connection, outbound, code: "not_a_replica",
@@ -86,7 +89,7 @@ extension ClusterHost: HomeAssigning {
                 "forwarded assignment",
                 metadata: ["host": "\(id)", "created": "\(created)", "region": "\(home)"])
             try await outbound.write(
-                Frame(epoch: epoch, .homeAssigned(created: created, home: current, lsn: lsn.rawValue)))
+                Frame(epoch: role.epoch, .homeAssigned(created: created, home: current, lsn: lsn.rawValue)))
         } catch let error as ResidencyError {
             await refuse(connection, outbound, code: error.code, error.description, partition: global)
         }

@@ -14,9 +14,10 @@ public struct HostAnswer: Sendable, Equatable {
 public enum HostRequest {
     /// Connects to `address` with `tls`, checks that a host answers (and, with `expected`, that it
     /// is that host), sends the command line and its input, and collects the answer until `exit`.
+    /// `epoch`: 1 from an operator; a forwarding host's epoch of the partition it writes.
     public static func send(
         arguments: [String], input: [UInt8], to address: HostAddress, tls: TLSFiles, group: any EventLoopGroup,
-        expected: PeerIdentity? = nil
+        expected: PeerIdentity? = nil, epoch: UInt64 = 1
     ) async throws -> HostAnswer {
         let connection = try await FrameTransport.connect(to: address, tls: tls, group: group)
         guard case .host = connection.peer, expected.map({ $0 == connection.peer }) ?? true else {
@@ -26,7 +27,7 @@ public enum HostRequest {
                 message: "\(address) is \(connection.peer), not \(wanted)")
         }
         return try await connection.run { inbound, outbound in
-            try await outbound.write(Frame(epoch: 1, .request(arguments: arguments, input: input)))
+            try await outbound.write(Frame(epoch: epoch, .request(arguments: arguments, input: input)))
             var answer = HostAnswer(stdout: [], stderr: [], status: 0, committedLSN: nil)
             for try await frame in inbound {
                 switch frame.message {

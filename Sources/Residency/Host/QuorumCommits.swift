@@ -40,13 +40,20 @@ public enum CommitMode: Sendable, Equatable, CustomStringConvertible {
 
 extension ClusterHost {
     /// Returns once the commit `lsn` of `partition`, durable on this host, satisfies the
-    /// partition's commit mode: at once in `async` mode (and on a partition this host does not
-    /// ship), once enough replicas have acknowledged it or a later commit in `quorum` mode.
-    /// Throws `commitOutcomeUnknown` when `quorum_timeout_ms` passes first or the host stops.
+    /// partition's commit mode: at once in `async` mode, once enough replicas have acknowledged
+    /// it or a later commit in `quorum` mode. Throws `commitOutcomeUnknown` when
+    /// `quorum_timeout_ms` passes first, the host stops, or the host is not (or no longer) the
+    /// partition's primary: a host deposed while the commit waited.
     /// An application that commits through `Database` on a host calls this after each durable
     /// commit; the host's own write commands do (spec/replication.md#commit-modes).
     public func waitForCommitMode(of partition: String, lsn: LSN) async throws {
-        guard let waiters = quorums[partition] else { return }
+        guard case .quorum(let needed) = commitMode(of: partition) else { return }
+        guard let waiters = serving(partition)?.quorum else {
+            // Committed here while this host is not (or no longer) the primary: a newer epoch's
+            // primary never had it.
+            throw ResidencyError.commitOutcomeUnknown(
+                partition: partition, lsn: lsn.rawValue, acknowledged: 0, needed: needed, waitedMilliseconds: 0)
+        }
         let timeout = configuration.quorumTimeoutMilliseconds
         guard await waiters.wait(for: lsn.rawValue, timeout: .milliseconds(Int64(timeout))) else {
             throw ResidencyError.commitOutcomeUnknown(

@@ -33,7 +33,7 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
 
     public struct Partition: Codable, Sendable, Equatable {
         public var name: String
-        /// `primary` or `replica`.
+        /// `primary`, `replica`, or `fenced` (promoted here, but the promotion did not finish).
         public var role: String
         public var epoch: UInt64
         public var lastLSN: UInt64
@@ -45,13 +45,32 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
         public var oldestRetainedLSN: UInt64?
         public var replicas: [Replica]?
         public var lastError: String?
+        /// The commits this host's copy had that a newer epoch's primary never had, cut at
+        /// rejoin and kept (spec/replication.md#rejoin); empty when none.
+        public var cut: [Cut]
 
         enum CodingKeys: String, CodingKey {
-            case name, role, epoch, primary, state, replicas
+            case name, role, epoch, primary, state, replicas, cut
             case lastLSN = "last_lsn"
             case retainedBytes = "retained_bytes"
             case oldestRetainedLSN = "oldest_retained_lsn"
             case lastError = "last_error"
+        }
+    }
+
+    /// Commits cut from one copy at one rejoin: LSNs `fromLSN...toLSN` of `epoch`, kept in the
+    /// backup file `file` (`pdb restore` makes it a database to read).
+    public struct Cut: Codable, Sendable, Equatable {
+        public var epoch: UInt64
+        public var fromLSN: UInt64
+        public var toLSN: UInt64
+        public var commits: UInt64
+        public var file: String
+
+        enum CodingKeys: String, CodingKey {
+            case epoch, commits, file
+            case fromLSN = "from_lsn"
+            case toLSN = "to_lsn"
         }
     }
 

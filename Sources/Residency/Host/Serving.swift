@@ -32,15 +32,21 @@ extension ClusterHost {
                 case .hello(let version, let partition, let fileID, let lsn):
                     try await servePrimary(
                         connection, outbound: outbound, frames: frames, version: version, partition: partition,
-                        fileID: fileID, replicaLSN: lsn)
+                        fileID: fileID, replicaLSN: lsn, replicaEpoch: first.epoch)
+                case .fence(let partition, let primary):
+                    try await serveFence(
+                        connection, outbound: outbound, epoch: first.epoch, partition: partition, primary: primary)
                 case .request(let arguments, let input):
-                    try await serveOperator(connection, outbound: outbound, arguments: arguments, input: input)
+                    try await serveOperator(
+                        connection, outbound: outbound, arguments: arguments, input: input, epoch: first.epoch)
                 case .assignHome(let subject, let region):
+                    guard await checkForwardedEpoch(first.epoch, of: Database.globalPartitionName, connection, outbound)
+                    else { return }
                     try await serveHomeAssignment(connection, outbound: outbound, subject: subject, region: region)
                 default:
                     await refuse(
                         connection, outbound, code: "unexpected_message",
-                        "a connection starts with hello, request or assign home")
+                        "a connection starts with hello, fence, request or assign home")
                 }
             }
         } catch {
@@ -61,12 +67,12 @@ extension ClusterHost {
                 "peer": "\(connection.peer)", "code": "\(code)", "partition": "\(partition ?? "-")",
                 "reason": "\(message)",
             ])
-        try? await outbound.write(Frame(epoch: epoch, .refusal(code: code, message: message)))
+        try? await outbound.write(Frame(epoch: epoch(of: partition ?? ""), .refusal(code: code, message: message)))
     }
 
     private func serveOperator(
         _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>, arguments: [String],
-        input: [UInt8]
+        input: [UInt8], epoch: UInt64
     ) async throws {
         switch connection.peer {
         case .operator(let name):
@@ -74,15 +80,15 @@ extension ClusterHost {
         case .host(let id, _):
             // A host only forwards a write of a partition it replicates, to that partition's
             // primary (spec/replication.md#write-forwarding).
-            guard let partition = commands.writtenPartition(arguments: arguments),
-                let placement = configuration.placement(of: partition), placement.primary == configuration.host,
-                placement.replicas.contains(id)
+            guard let partition = commands.writtenPartition(arguments: arguments), let role = roles[partition],
+                role.primary == configuration.host, role.members.contains(id)
             else {
                 return await refuse(
                     connection, outbound, code: "not_an_operator",
                     "\(connection.peer) may only forward writes of a partition it replicates to its primary; other commands need an operator certificate (`pdb cert issue --operator`)"
                 )
             }
+            guard await checkForwardedEpoch(epoch, of: partition, connection, outbound) else { return }
             logger.info(
                 "forwarded write",
                 metadata: ["host": "\(id)", "partition": "\(partition)", "command": "\(arguments.first ?? "")"])
@@ -93,21 +99,39 @@ extension ClusterHost {
             while offset < bytes.count {
                 let end = min(bytes.count, offset + Self.snapshotChunkBytes)
                 try await outbound.write(
-                    Frame(epoch: epoch, .output(stream: stream, bytes: Array(bytes[offset..<end]))))
+                    Frame(epoch: 1, .output(stream: stream, bytes: Array(bytes[offset..<end]))))
                 offset = end
             }
         }
         if case .host = connection.peer, let lsn = result.committedLSN {
-            try await outbound.write(Frame(epoch: epoch, .committed(lsn: lsn)))
+            try await outbound.write(Frame(epoch: 1, .committed(lsn: lsn)))
         }
-        try await outbound.write(Frame(epoch: epoch, .exit(status: result.status)))
+        try await outbound.write(Frame(epoch: 1, .exit(status: result.status)))
+    }
+
+    /// A write another host forwards carries its epoch of the partition: one lower than this
+    /// host's comes from a host that has not learned of a promotion, one higher means this host
+    /// is deposed; both are refused (`stale_epoch`), so a write is only ever taken at the epoch
+    /// both hosts know.
+    func checkForwardedEpoch(
+        _ epoch: UInt64, of partition: String, _ connection: FrameConnection,
+        _ outbound: NIOAsyncChannelOutboundWriter<Frame>
+    ) async -> Bool {
+        guard case .host = connection.peer else { return true }
+        let known = self.epoch(of: partition)
+        guard epoch != known else { return true }
+        await refuse(
+            connection, outbound, code: "stale_epoch",
+            "\(connection.peer) forwarded a write of epoch \(epoch) of \(partition); \(configuration.host) is at epoch \(known)",
+            partition: partition)
+        return false
     }
 
     /// Checks who asks for what before a byte of the partition is sent, then streams.
     private func servePrimary(
         _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>,
         frames: NIOAsyncChannelInboundStream<Frame>.AsyncIterator, version: UInt16, partition name: String,
-        fileID: [UInt8], replicaLSN: UInt64
+        fileID: [UInt8], replicaLSN: UInt64, replicaEpoch: UInt64
     ) async throws {
         guard case .host(let replica, let replicaRegion) = connection.peer else {
             return await refuse(
@@ -119,23 +143,44 @@ extension ClusterHost {
                 connection, outbound, code: "protocol_version",
                 "this host speaks protocol \(Message.protocolVersion), the replica \(version)", partition: name)
         }
-        guard let placement = configuration.placement(of: name), let log = shipped[name],
-            let figures = replicaFigures[name]?[replica]
-        else {
-            let known = configuration.placement(of: name) != nil
+        guard let role = roles[name], let serving = role.serving, let figures = serving.figures[replica] else {
+            if let role = roles[name], role.primary != configuration.host, role.epoch > replicaEpoch {
+                // A deposed primary, or a replica of one: it names the newer epoch's primary.
+                countRefusal(code: "stale_epoch")
+                try? await outbound.write(
+                    Frame(epoch: role.epoch, .newerEpoch(partition: name, primary: role.primary)))
+                return
+            }
+            let known = roles[name] != nil
             return await refuse(
                 connection, outbound, code: known ? "not_a_replica" : "not_primary",
-                known && shipped[name] != nil
+                known && roles[name]?.serving != nil
                     ? "\(replica) is not a configured replica of partition \(name) on \(configuration.host)"
                     : "\(configuration.host) is not the primary of partition \(name)", partition: name)
         }
+        let log = serving.log
+        guard replicaEpoch <= serving.epoch else {
+            return await refuse(
+                connection, outbound, code: "stale_epoch",
+                "\(replica) holds epoch \(replicaEpoch) of \(name); this host leads only epoch \(serving.epoch)",
+                partition: name)
+        }
+        // A copy of an older epoch that goes on past where this partition's history left that
+        // epoch holds commits never made here: it is cut (spec/replication.md#rejoin).
+        let cut: UInt64? =
+            if replicaEpoch < serving.epoch, !fileID.isEmpty {
+                try await pool.runIfActive {
+                    let common = try self.database.partition(name).lastLSN(ofEpoch: replicaEpoch)?.rawValue ?? 0
+                    return replicaLSN > common ? common : nil
+                }
+            } else { nil }
         guard name == Database.globalPartitionName || replicaRegion == configuration.region else {
             return await refuse(
                 connection, outbound, code: "border",
                 "partition \(name) of region \(configuration.region) is never sent to \(connection.peer)",
                 partition: name)
         }
-        guard configuration.hosts[replica]?.region == replicaRegion, placement.replicas.contains(replica) else {
+        guard configuration.hosts[replica]?.region == replicaRegion, role.members.contains(replica) else {
             return await refuse(
                 connection, outbound, code: "identity_mismatch",
                 "the configuration says \(replica) is of another region than its certificate", partition: name)
@@ -156,8 +201,8 @@ extension ClusterHost {
             tasks.addTask {
                 do {
                     try await self.stream(
-                        name, log: log, to: outbound, figures: figures, sent: sent, window: window,
-                        fileID: fileID, replicaLSN: replicaLSN)
+                        name, serving: serving, to: outbound, figures: figures, sent: sent, window: window,
+                        fileID: fileID, replicaLSN: replicaLSN, cut: cut)
                 } catch {
                     figures.values.withLock { $0.lastError = "\(error)" }
                     channel.close(promise: nil)
@@ -167,6 +212,21 @@ extension ClusterHost {
             do {
                 var frames = frames
                 while let frame = try await frames.next() {
+                    if case .newerEpoch(let partition, let primary) = frame.message, partition == name,
+                        frame.epoch > serving.epoch
+                    {
+                        // This host is deposed: it stops shipping and follows `primary`.
+                        _ = try await pool.runIfActive {
+                            try self.adopt(epoch: frame.epoch, primary: primary, of: name)
+                        }
+                        throw ResidencyError.refused(
+                            code: "stale_epoch",
+                            message: "\(replica) knows epoch \(frame.epoch) of \(name), led by \(primary)")
+                    }
+                    guard frame.epoch == serving.epoch, !serving.deposed.load(ordering: .acquiring) else {
+                        throw ResidencyError.refused(
+                            code: "stale_epoch", message: "\(replica) streams epoch \(frame.epoch) of \(name)")
+                    }
                     switch frame.message {
                     case .acknowledgement(let lsn):
                         guard lsn <= sent.value else {
@@ -174,8 +234,8 @@ extension ClusterHost {
                         }
                         figures.values.withLock { $0.durableLSN = max($0.durableLSN, lsn) }
                         window.acknowledged(lsn)
-                        quorums[name]?.acknowledged(replica: replica, durableLSN: lsn)
-                        releaseRetained(name, log: log)
+                        serving.quorum?.acknowledged(replica: replica, durableLSN: lsn)
+                        releaseRetained(serving)
                         acknowledgementObserver.notify(partition: name, replica: replica, durableLSN: lsn)
                     case .refusal(let code, let message):
                         throw ResidencyError.refused(code: code, message: message)
@@ -198,11 +258,17 @@ extension ClusterHost {
     }
 
     private func stream(
-        _ name: String, log: ShippedLog, to outbound: NIOAsyncChannelOutboundWriter<Frame>, figures: ReplicaFigures,
-        sent: ManagedAtomicLSN, window: AcknowledgementWindow, fileID: [UInt8], replicaLSN: UInt64
+        _ name: String, serving: PrimaryRole, to outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        figures: ReplicaFigures, sent: ManagedAtomicLSN, window: AcknowledgementWindow, fileID: [UInt8],
+        replicaLSN: UInt64, cut: UInt64?
     ) async throws {
+        let log = serving.log
+        let epoch = serving.epoch
         var position: UInt64
-        if !log.retains(fileID: fileID, after: replicaLSN) {
+        if let cut {
+            try await outbound.write(Frame(epoch: epoch, .cut(commonLSN: cut)))
+            position = try await sendSnapshot(name, to: outbound, figures: figures)
+        } else if !log.retains(fileID: fileID, after: replicaLSN) {
             position = try await sendSnapshot(name, to: outbound, figures: figures)
         } else {
             position = replicaLSN
@@ -213,7 +279,7 @@ extension ClusterHost {
         sent.value = position
         figures.values.withLock { $0.state = "streaming" }
         var lastSend = ContinuousClock.now
-        while !stopping.load(ordering: .relaxed), !Task.isCancelled {
+        while !stopping.load(ordering: .relaxed), !Task.isCancelled, !serving.deposed.load(ordering: .acquiring) {
             // Flow control: while the replica is busy with earlier batches, commits gather in
             // the shipped log and go out as one batch (spec/replication.md#flow-control).
             await window.waitForRoom(limit: Self.batchesInFlight)
@@ -253,14 +319,18 @@ extension ClusterHost {
                 figures.values.withLock { $0.state = "streaming" }
             }
         }
+        if serving.deposed.load(ordering: .acquiring) {
+            throw ResidencyError.refused(code: "stale_epoch", message: "this host is deposed as primary of \(name)")
+        }
     }
 
     /// Lets the retained log drop what every configured replica of the partition has
     /// acknowledged since this host started (spec/replication.md#retention).
-    private func releaseRetained(_ name: String, log: ShippedLog) {
-        guard let replicas = replicaFigures[name]?.values, !replicas.isEmpty else { return }
+    private func releaseRetained(_ serving: PrimaryRole) {
+        let replicas = serving.figures.values
+        guard !replicas.isEmpty else { return }
         let everyReplica = replicas.map { figures in figures.values.withLock { $0.durableLSN } }.min() ?? 0
-        if everyReplica > 0 { log.release(through: everyReplica) }
+        if everyReplica > 0 { serving.log.release(through: everyReplica) }
     }
 
 }

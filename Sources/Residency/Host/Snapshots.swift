@@ -34,7 +34,7 @@ extension ClusterHost {
         let (encoding, level) = Self.snapshotEncoding
         let pageSize = reader.pageSize
         let maxPages = max(1, Self.snapshotChunkBytes / pageSize)
-        let epoch = self.epoch
+        let epoch = self.epoch(of: name)
         let timeout = Duration.seconds(configuration.peerTimeoutSeconds)
         // When a frame last went out, for the heartbeats and the stall check.
         let lastSent = SnapshotClock()
@@ -127,7 +127,7 @@ extension ClusterHost {
         encoding: SnapshotEncoding, frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         outbound: NIOAsyncChannelOutboundWriter<Frame>
     ) async throws {
-        let epoch = self.epoch
+        let epoch = self.epoch(of: name)
         let keepalive = Task {
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))

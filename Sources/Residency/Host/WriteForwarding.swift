@@ -14,17 +14,15 @@ extension ClusterHost {
     /// Throws when the primary cannot be reached or refuses, and `forwardedNotApplied` when the
     /// copy does not reach the commit in time (the write is committed on the primary).
     public func forwardWrite(arguments: [String], input: [UInt8], partition: String) async throws -> HostAnswer {
-        guard let placement = configuration.placement(of: partition), placement.primary != configuration.host,
-            let primary = configuration.hosts[placement.primary]
-        else {
+        guard let primaryID = primary(ofReplica: partition), let primary = configuration.hosts[primaryID] else {
             throw ResidencyError.refused(
                 code: "not_a_replica", message: "\(configuration.host) does not replicate partition \(partition)")
         }
         let answer = try await HostRequest.send(
             arguments: arguments, input: input, to: primary.address, tls: tls, group: group,
-            expected: .host(id: placement.primary, region: primary.region))
+            expected: .host(id: primaryID, region: primary.region), epoch: epoch(of: partition))
         guard answer.status == 0, let lsn = answer.committedLSN else { return answer }
-        try await waitForCopy(of: partition, toReach: lsn, primary: placement.primary)
+        try await waitForCopy(of: partition, toReach: lsn, primary: primaryID)
         return answer
     }
 

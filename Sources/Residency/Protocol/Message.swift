@@ -78,6 +78,10 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case committed = 13
     case assignHome = 14
     case homeAssigned = 15
+    case fence = 16
+    case fenced = 17
+    case newerEpoch = 18
+    case cut = 19
 }
 
 public enum Message: Equatable, Sendable {
@@ -119,9 +123,24 @@ public enum Message: Equatable, Sendable {
     /// home now (another than asked: the subject was registered already), and the directory's
     /// newest LSN then, which the asking host's copy must reach before it returns.
     case homeAssigned(created: Bool, home: String, lsn: UInt64)
+    /// A host being promoted to every other host of the partition, first on its connection:
+    /// `primary` leads the partition from the frame's epoch on; stop following any older epoch's
+    /// primary (spec/replication.md#promotion).
+    case fence(partition: String, primary: String)
+    /// The answer to a fence, once the receiver's term file holds the new epoch: its copy's
+    /// file id and durable LSN (no file id: it has no copy).
+    case fenced(fileID: [UInt8], durableLSN: UInt64)
+    /// Instead of an answer, to a host that sent a frame of an older epoch: `primary` leads the
+    /// partition at the frame's epoch. The receiver follows it from then on.
+    case newerEpoch(partition: String, primary: String)
+    /// Primary to a replica, before a snapshot: the replica's copy has commits of an older epoch
+    /// after `commonLSN` that the partition's history does not have; it keeps its copy aside
+    /// before the snapshot replaces it (spec/replication.md#rejoin).
+    case cut(commonLSN: UInt64)
 
-    /// 2: snapshots are the partition's pages, streamed (spec/replication.md#version-history).
-    public static let protocolVersion: UInt16 = 2
+    /// 3: epochs, fences and rejoin; a hello's frame carries the copy's epoch
+    /// (spec/replication.md#version-history).
+    public static let protocolVersion: UInt16 = 3
     /// The most bytes of a refusal's message (longer ones are cut when sent).
     static let maxRefusalMessage = 65_536
 
@@ -157,6 +176,10 @@ public enum Message: Equatable, Sendable {
         case .committed: return .committed
         case .assignHome: return .assignHome
         case .homeAssigned: return .homeAssigned
+        case .fence: return .fence
+        case .fenced: return .fenced
+        case .newerEpoch: return .newerEpoch
+        case .cut: return .cut
         }
     }
 
@@ -215,6 +238,14 @@ public enum Message: Equatable, Sendable {
         case .homeAssigned(let created, let home, let lsn):
             writer.u8(created ? 1 : 0)
             writer.short(Array(home.utf8))
+            writer.u64(lsn)
+        case .fence(let partition, let primary), .newerEpoch(let partition, let primary):
+            writer.short(Array(partition.utf8))
+            writer.short(Array(primary.utf8))
+        case .fenced(let fileID, let lsn):
+            writer.short(fileID)
+            writer.u64(lsn)
+        case .cut(let lsn):
             writer.u64(lsn)
         }
     }
@@ -304,6 +335,14 @@ public enum Message: Equatable, Sendable {
                 throw ResidencyError.malformedMessage(reason: "created is \(created), not 0 or 1")
             }
             return .homeAssigned(created: created == 1, home: try reader.text(), lsn: try reader.u64())
+        case .fence:
+            return .fence(partition: try reader.text(), primary: try reader.text())
+        case .fenced:
+            return .fenced(fileID: try reader.short(), durableLSN: try reader.u64())
+        case .newerEpoch:
+            return .newerEpoch(partition: try reader.text(), primary: try reader.text())
+        case .cut:
+            return .cut(commonLSN: try reader.u64())
         }
     }
 }

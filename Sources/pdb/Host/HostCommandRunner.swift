@@ -26,6 +26,11 @@ struct HostCommandRunner: CommandRunning {
                 return Self.capture { Self.fail(error, json: PDB.wantsJSON(arguments)) }
             }
         }
+        if let partition = writtenPartition(arguments: arguments) {
+            do { try host.checkServing(partition) } catch {
+                return Self.capture { Self.fail(error, json: PDB.wantsJSON(arguments)) }
+            }
+        }
         // Commands block (commits, fsyncs): on a thread of their own, not the cooperative pool.
         let (result, written) = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {

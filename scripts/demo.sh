@@ -170,4 +170,21 @@ else
     echo "(curl is not installed; open $metrics in a browser)"
 fi
 
+heading "eu-1 dies; pdb promote makes eu-2 the primary of users at epoch 2"
+kill -9 "${servers[0]}"
+wait "${servers[0]}" 2>/dev/null || true
+run promote "$eu2" users
+run put "$eu2" users profiles alice '{"name":"Alice","city":"Porto"}' --owner alice
+run get "$eu2" users profiles alice
+
+heading "eu-1 restarted with its old configuration learns it is deposed and follows eu-2"
+"$pdb" serve --config "$work/cluster/hosts/eu-1/config.json" 2>>"$work/eu-1.log" &
+servers[0]=$!
+for _ in $(seq 1 100); do
+    [[ "$("$pdb" checksum "$eu1" users --json 2>/dev/null)" == "$("$pdb" checksum "$eu2" users --json)" ]] && break
+    sleep 0.1
+done
+run get "$eu1" users profiles alice
+run replication status "$eu1"
+
 printf '\nTour finished; stopping the hosts and removing %s\n' "$work"

@@ -13,6 +13,8 @@ extension ClusterHost {
     /// Bytes of a snapshot per chunk message.
     static let snapshotChunkBytes = 1 << 20
     static let handshakeTimeout = TimeAmount.seconds(10)
+    /// How long a replica's `hello` waits for a promotion in progress here to finish.
+    static let promotionWait = Duration.seconds(2)
 
     func serve(_ channel: NIOAsyncChannel<Frame, Frame>, handshake: EventLoopFuture<Void>) async {
         track(channel.channel)
@@ -142,6 +144,17 @@ extension ClusterHost {
             return await refuse(
                 connection, outbound, code: "protocol_version",
                 "this host speaks protocol \(Message.protocolVersion), the replica \(version)", partition: name)
+        }
+        // A replica fenced by this host's promotion connects at once, while the epoch is still
+        // being made durable here: it waits for it (a few milliseconds) instead of being refused
+        // and retrying after its backoff, which would delay the first quorum commit.
+        if let role = roles[name], role.primary == configuration.host, role.serving == nil {
+            let deadline = ContinuousClock.now + Self.promotionWait
+            while role.serving == nil, role.primary == configuration.host, ContinuousClock.now < deadline,
+                !stopping.load(ordering: .relaxed)
+            {
+                try await Task.sleep(for: .milliseconds(2))
+            }
         }
         guard let role = roles[name], let serving = role.serving, let figures = serving.figures[replica] else {
             if let role = roles[name], role.primary != configuration.host, role.epoch > replicaEpoch {

@@ -69,30 +69,35 @@ extension ClusterHost {
         // Fence every other member at once; wait for the replicas (the old primary's answer is
         // not needed for safety, and it may be gone: it is fenced in the background too).
         let others = role.members.filter { $0 != configuration.host }
-        let answers = await withTaskGroup(of: (String, Result<(fileID: [UInt8], lsn: UInt64), any Error>).self) {
-            tasks in
+        let answers = await withTaskGroup(of: FenceAnswer.self) { tasks in
             for host in others {
                 tasks.addTask {
-                    do { return (host, .success(try await self.fence(host, partition: name, epoch: epoch))) } catch {
-                        return (host, .failure(error))
+                    do {
+                        return FenceAnswer(
+                            member: host, copy: try await self.fence(host, partition: name, epoch: epoch))
+                    } catch {
+                        return FenceAnswer(member: host, failure: error)
                     }
                 }
             }
-            var answers: [String: Result<(fileID: [UInt8], lsn: UInt64), any Error>] = [:]
-            for await (host, result) in tasks {
-                answers[host] = result
+            var answers: [String: FenceAnswer] = [:]
+            while let answer = await tasks.next() {
+                answers[answer.member] = answer
                 if others.allSatisfy({ answers[$0] != nil || $0 == previous }) { break }
             }
             tasks.cancelAll()
             return answers
         }
         var fenced: [String: UInt64] = [:]
-        for (host, answer) in answers {
-            switch answer {
-            case .success(let copy): fenced[host] = copy.lsn
-            case .failure(let error as ResidencyError) where error.code == "epoch_not_newer": throw error
-            case .failure(let error):
-                logger.warning("fence not answered", metadata: ["host": "\(host)", "reason": "\(error)"])
+        for answer in answers.values {
+            if let copy = answer.copy {
+                fenced[answer.member] = copy.lsn
+            } else if answer.failure?.code == "epoch_not_newer", let failure = answer.failure {
+                throw failure
+            } else {
+                logger.warning(
+                    "fence not answered",
+                    metadata: ["host": "\(answer.member)", "reason": "\(answer.failure.map { "\($0)" } ?? "")"])
             }
         }
         let unreached = others.filter { fenced[$0] == nil }
@@ -113,10 +118,10 @@ extension ClusterHost {
         }
         // This copy as it stands now that nothing older is followed.
         let mine = try await pool.runIfActive { try self.database.partition(name).lastLSN.rawValue }
-        let ahead = answers.compactMap { host, answer -> (String, UInt64)? in
-            guard host != previous, case .success(let other) = answer, other.fileID == copy.fileID, other.lsn > mine
+        let ahead = answers.values.compactMap { answer -> (String, UInt64)? in
+            guard answer.member != previous, let other = answer.copy, other.fileID == copy.fileID, other.lsn > mine
             else { return nil }
-            return (host, other.lsn)
+            return (answer.member, other.lsn)
         }
         if let (host, lsn) = ahead.max(by: { $0.1 < $1.1 }) {
             throw ResidencyError.refused(
@@ -170,12 +175,12 @@ extension ClusterHost {
     /// Sends one fence and returns the fenced host's copy (file id, durable LSN). Throws
     /// `epoch_not_newer` when the host knows this epoch or a newer one (it answered
     /// `newer epoch`), and what the connection throws; gives up after `peer_timeout_seconds`.
-    func fence(_ member: String, partition: String, epoch: UInt64) async throws -> (fileID: [UInt8], lsn: UInt64) {
+    func fence(_ member: String, partition: String, epoch: UInt64) async throws -> FencedCopy {
         guard let peer = configuration.hosts[member] else {
             throw ResidencyError.refused(code: "unknown_host", message: "\(member) is not in the configuration")
         }
         let timeout = Duration.seconds(Int64(configuration.peerTimeoutSeconds))
-        return try await withThrowingTaskGroup(of: (fileID: [UInt8], lsn: UInt64)?.self) { tasks in
+        return try await withThrowingTaskGroup(of: FencedCopy?.self) { tasks in
             tasks.addTask {
                 let connection = try await FrameTransport.connect(to: peer.address, tls: self.tls, group: self.group)
                 guard connection.peer == .host(id: member, region: peer.region) else {
@@ -187,7 +192,8 @@ extension ClusterHost {
                         Frame(epoch: epoch, .fence(partition: partition, primary: self.configuration.host)))
                     for try await frame in inbound {
                         switch frame.message {
-                        case .fenced(let fileID, let lsn) where frame.epoch == epoch: return (fileID, lsn)
+                        case .fenced(let fileID, let lsn) where frame.epoch == epoch:
+                            return FencedCopy(fileID: fileID, lsn: lsn)
                         case .newerEpoch(_, let primary):
                             _ = try? await self.pool.runIfActive {
                                 try self.adopt(epoch: frame.epoch, primary: primary, of: partition)
@@ -275,5 +281,33 @@ extension ClusterHost {
             return (copy.fileID, copy.lastLSN.rawValue)
         }
         try await outbound.write(Frame(epoch: epoch, .fenced(fileID: copy.fileID, durableLSN: copy.lsn)))
+    }
+}
+
+/// A fenced member's copy of the partition, as its `fenced` answer gave it.
+struct FencedCopy: Sendable {
+    let fileID: [UInt8]
+    let lsn: UInt64
+}
+
+/// One member's answer to a promotion's fence: its copy, or why it gave none. A named
+/// struct rather than a tuple of a `Result`: task groups of that tuple lost their results in
+/// release builds (Swift 6.3.1), and every fence then looked unanswered.
+struct FenceAnswer: Sendable {
+    let member: String
+    let copy: FencedCopy?
+    let failure: ResidencyError?
+
+    init(member: String, copy: FencedCopy) {
+        self.member = member
+        self.copy = copy
+        self.failure = nil
+    }
+
+    init(member: String, failure: any Error) {
+        self.member = member
+        self.copy = nil
+        self.failure =
+            failure as? ResidencyError ?? .connection(address: member, reason: "\(failure)")
     }
 }

@@ -54,6 +54,8 @@ public final class Partition: @unchecked Sendable {
     private var commitObserver: (@Sendable (ChangeSet) -> Void)? = nil
     /// Guarded by `writerLock`: replaces `Options.autoCheckpointFrames` for this handle.
     private var checkpointFrames: Int? = nil
+    /// Durable commits waiting for a shared sync of the log, and the order the observer sees.
+    let group: GroupCommit
 
     init(
         name: String, region: Region, path: String, fileSystem: any FileSystem, pager: Pager, options: Options,
@@ -67,6 +69,7 @@ public final class Partition: @unchecked Sendable {
         self.currentPager = pager
         self.options = options
         self.resolver = resolver
+        self.group = GroupCommit(durableThrough: pager.latestSnapshot.header.lastLSN)
         self.recoveryWarnings = pager.wal.recoveryWarning.map { [$0] } ?? []
     }
 
@@ -139,8 +142,9 @@ public final class Partition: @unchecked Sendable {
     }
 
     /// Runs `body` as the partition's one write transaction: commits when it returns, rolls back
-    /// when it throws. With `.durable` the commit is on disk when this returns.
-    /// In the global partition the reserved tables (`isReserved`) are refused (`reservedTable`).
+    /// when it throws. With `.durable` the commit is on disk when this returns; concurrent durable
+    /// writers share the sync of the log (`GroupCommit`), and readers see a commit once it is
+    /// appended, before its sync. In the global partition the reserved tables (`isReserved`) are refused (`reservedTable`).
     public func write<T>(durability: Durability? = nil, _ body: (WriteTransaction) throws -> T) throws -> T {
         try write(durability: durability, unlockingReservedTables: false, body)
     }
@@ -154,6 +158,18 @@ public final class Partition: @unchecked Sendable {
     private func write<T>(
         durability: Durability?, unlockingReservedTables: Bool, _ body: (WriteTransaction) throws -> T
     ) throws -> T {
+        let (result, awaiting, pager) = try commitUnderWriterLock(
+            durability: durability, unlockingReservedTables: unlockingReservedTables, body)
+        // Outside the writer lock: the next writers append while this one's sync runs.
+        if let awaiting { try waitUntilDurable(awaiting, in: pager) }
+        return result
+    }
+
+    /// Builds and appends the write transaction; returns its result and, for a durable commit
+    /// that waits for the group's sync, its LSN.
+    private func commitUnderWriterLock<T>(
+        durability: Durability?, unlockingReservedTables: Bool, _ body: (WriteTransaction) throws -> T
+    ) throws -> (T, awaiting: LSN?, Pager) {
         writerLock.lock()
         defer { writerLock.unlock() }
         try checkWritable()
@@ -172,14 +188,17 @@ public final class Partition: @unchecked Sendable {
         if durability == .durable, let threshold = pager.relocationThreshold {
             try context.relocateChangedNodes(roots: transaction.treeRoots, threshold: threshold)
         }
-        try commit(context, durability: durability)
-        return result
+        let awaiting = try commit(context, durability: durability)
+        return (result, awaiting, pager)
     }
 
-    /// Appends the transaction's pages to the log; called with the writer lock held.
-    private func commit(_ context: WriteContext, durability: Durability) throws {
+    /// Appends the transaction's pages to the log; called with the writer lock held. Returns the
+    /// commit's LSN when it waits for the group's sync.
+    private func commit(_ context: WriteContext, durability: Durability) throws -> LSN? {
+        let awaiting: LSN?
         do {
-            try commitObserved(context.takePagesForCommit(), header: context.header, durability: durability)
+            awaiting = try commitObserved(
+                context.takePagesForCommit(), header: context.header, durability: durability, grouping: true)
         } catch let error as PartitionDBError {
             // A failed write or fsync leaves the disk in an unknown state: never retry it as if it
             // had worked (the PostgreSQL fsync lesson). Reopening runs recovery from what is on disk.
@@ -187,39 +206,67 @@ public final class Partition: @unchecked Sendable {
             throw error
         }
         checkpointIfNeeded(pager)
+        return awaiting
     }
 
-    /// Commits `pages` through the pager, then hands the commit's change set to the observer, if
-    /// one is set (only then are the page images copied). Called with the writer lock held, by
-    /// `write` and `apply`, so the observer sees every commit, in LSN order, before the next one
-    /// starts; a commit that throws is not observed.
-    func commitObserved(_ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability)
-        throws
-    {
+    /// Waits for the group sync that makes `lsn` durable (`GroupCommit`). A failed sync stops
+    /// writes until the partition is reopened (`checkWritable` sees the group's failure).
+    private func waitUntilDurable(_ lsn: LSN, in pager: Pager) throws {
+        try group.waitUntilDurable(lsn) { try pager.syncLog() }
+    }
+
+    /// Makes every appended commit durable and observed; under the writer lock.
+    private func settleGroup() throws {
+        let pager = self.pager
+        try group.settle { try pager.syncLog() }
+    }
+
+    /// Commits `pages` through the pager, then hands the commit's change set, once it may be
+    /// observed, to the observer set now, if any (only then are the page images copied). Called
+    /// with the writer lock held, by `write` and `apply`, in LSN order; a commit that throws is
+    /// not observed. With `grouping`, a durable commit that writes only to the log is appended
+    /// unsynced and its LSN returned: the caller waits for the group's sync, which observes it.
+    @discardableResult
+    func commitObserved(
+        _ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability,
+        grouping: Bool = false
+    ) throws -> LSN? {
         let observer = commitObserver
-        let images = try pager.commit(pages, header: header, durability: durability, capturingImages: observer != nil)
-        observer?(ChangeSet(lsn: header.lastLSN, fileID: header.fileID, pageCount: header.pageCount, pages: images))
+        let (images, awaitsSync) = try pager.commit(
+            pages, header: header, durability: durability, capturingImages: observer != nil, deferringSync: grouping)
+        let observe: (() -> Void)? = observer.map { observer in
+            let changes = ChangeSet(
+                lsn: header.lastLSN, fileID: header.fileID, pageCount: header.pageCount, pages: images)
+            return { observer(changes) }
+        }
+        let state: GroupCommit.Appended =
+            awaitsSync ? .awaitingSync : durability == .durable ? .synced : .unsynced
+        group.appended(header.lastLSN, state, observe: observe)
+        return awaitsSync ? header.lastLSN : nil
     }
 
     /// Sets (or, with nil, removes) the function that receives the complete change set of every
     /// later commit of this handle: `write`s (reserved tables included), direct and relocated
-    /// commits, and change sets `apply`ed to a copy, so a copy can itself be shipped from. The
-    /// observer runs on the committing thread, with the partition's writer lock held: once the
-    /// commit is published (and on disk, if `.durable`), before the automatic checkpoint, and
-    /// before the next commit can start. Change sets therefore arrive in LSN order with no gap;
-    /// a commit that fails or rolls back calls nothing. Every commit after this returns is
-    /// observed; a shipper seeds a copy with a backup taken after setting the observer and drops
-    /// the change sets at or below the backup's LSN.
+    /// commits, and change sets `apply`ed to a copy, so a copy can itself be shipped from. A
+    /// commit is observed once it is published and, if `.durable`, on disk: a durable `write`
+    /// that waits for a shared sync (`GroupCommit`) is observed by the thread whose sync covered
+    /// it, any other commit by its own thread under the writer lock, before the automatic
+    /// checkpoint. Change sets arrive one at a time, in LSN order with no gap; a commit that
+    /// fails or rolls back calls nothing. Every commit after this returns is observed; a shipper
+    /// seeds a copy with a backup taken after setting the observer and drops the change sets at
+    /// or below the backup's LSN.
     ///
-    /// Keep the observer short (hand the set to a queue): the next commit waits for it. It must
-    /// not call back into this partition's writes, `apply`, `checkpoint`, `compact`, `close` or
-    /// `setCommitObserver` (they wait for the writer lock it runs under). Compaction is not a
-    /// commit and is not observed; the next change set carries the new `fileID`. The observer
-    /// belongs to this handle: `close()` ends it, and a restore with `replace` needs the old
-    /// handle closed, so a new handle starts without one. Spec: file-format.md#change-sets
+    /// Keep the observer short (hand the set to a queue): commits wait for it. It must not call
+    /// back into this partition's writes, `apply`, `checkpoint`, `compact`, `close` or
+    /// `setCommitObserver` (they wait for locks it may run under). Compaction is not a commit
+    /// and is not observed; the next change set carries the new `fileID`. The observer belongs
+    /// to this handle: `close()` ends it, and a restore with `replace` needs the old handle
+    /// closed, so a new handle starts without one. Spec: file-format.md#change-sets
     public func setCommitObserver(_ observer: (@Sendable (ChangeSet) -> Void)?) {
         writerLock.lock()
         defer { writerLock.unlock() }
+        // Commits still waiting for their sync go to the observer they were made under.
+        try? settleGroup()
         commitObserver = observer
     }
 
@@ -250,7 +297,7 @@ public final class Partition: @unchecked Sendable {
     private func checkWritable() throws {
         if isClosed { throw PartitionDBError.closed(partition: name) }
         if options.readOnly { throw PartitionDBError.readOnly(path: path, operation: "writing") }
-        if failure != nil { throw PartitionDBError.needsReopen(partition: name) }
+        if failure != nil || group.failure != nil { throw PartitionDBError.needsReopen(partition: name) }
     }
 
     /// Runs `body` with the writer lock held and writes allowed (maintenance: compaction, apply).
@@ -259,6 +306,8 @@ public final class Partition: @unchecked Sendable {
         defer { writerLock.unlock() }
         try checkWritable()
         do {
+            // Maintenance and applied change sets start from a durable, fully observed log.
+            try settleGroup()
             return try body()
         } catch let error as PartitionDBError {
             if case .io = error { failure = error }
@@ -313,6 +362,9 @@ public final class Partition: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         guard !isClosed else { return }
+        // Commits waiting for their sync are synced and observed before the files close; a
+        // failure here is thrown below, after the files are closed.
+        let settled = Result { try settleGroup() }
         let pager = self.pager
         // A reader still running needs the files, and a second handle opened on them meanwhile
         // would checkpoint under it: closing waits for the caller to finish its reads. The check
@@ -332,6 +384,8 @@ public final class Partition: @unchecked Sendable {
         // After an I/O error the partition file may lack commits that only the log holds: say so
         // (reopening recovers them) rather than close as if all were well.
         if let failure { throw failure }
+        if let failure = group.failure { throw failure }
+        try settled.get()
         if !options.readOnly { try pager.checkpointAll() }
     }
 

@@ -13,6 +13,7 @@ import Foundation
 /// - `shortWrite` on a matching write: the first half of the bytes (a whole number of 512-byte
 ///   sectors) reach the file, then the call fails, as `pwrite` returning a short count and then
 ///   an error does.
+/// - `syncDelay`: every sync first sleeps, as on a slow disk.
 /// - `freeSpace`: bytes the files may still grow by; a write that needs more writes what fits
 ///   and fails with ENOSPC. Shrinking or removing files gives space back. Setting it higher is
 ///   freeing space.
@@ -71,6 +72,10 @@ final class FaultInjectingFileSystem: FileSystem, @unchecked Sendable {
 
     /// Sets (or, with nil, clears) the fault to inject from now on.
     func inject(_ fault: Fault?) { lock.withLock { self.fault = fault } }
+
+    /// Seconds every file sync takes before it is passed on, as a slow disk's would (nil: none).
+    /// Set it before the files are used.
+    var syncDelay: TimeInterval? = nil
 
     /// The most the files had grown by (net of what shrinking and removal gave back) at any time.
     var peakUsage: Int { lock.withLock { peak } }
@@ -232,6 +237,7 @@ final class FaultInjectingFileHandle: PartitionDB.FileHandle, @unchecked Sendabl
     func sync() throws {
         // A failed sync is not passed on: what it should have made durable stays at risk.
         try fileSystem.check(.sync, path, operation: "fsync")
+        if let delay = fileSystem.syncDelay { Thread.sleep(forTimeInterval: delay) }
         try base.sync()
     }
 

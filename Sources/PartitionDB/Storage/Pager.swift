@@ -376,11 +376,14 @@ final class Pager: @unchecked Sendable {
     /// Appends a commit to the log and makes it the newest snapshot. `pages` must include page 0.
     /// With `capturingImages`, returns a copy of every page the commit wrote, sealed, in page
     /// order, the direct ones included (for `Partition.setCommitObserver`); else nothing.
+    /// With `deferringSync`, a durable commit that writes only to the log is appended without a
+    /// sync and `awaitsSync` is true: the caller syncs it (`syncLog`, shared by a group of
+    /// commits) before it reports the commit durable.
     @discardableResult
     func commit(
         _ pages: consuming [(PageNumber, Page)], header: PartitionHeader, durability: Durability,
-        capturingImages: Bool = false
-    ) throws -> [ChangeSet.PageImage] {
+        capturingImages: Bool = false, deferringSync: Bool = false
+    ) throws -> (images: [ChangeSet.PageImage], awaitsSync: Bool) {
         // Sealed in place: the caller hands the pages over, so each is uniquely referenced and
         // sealing does not copy it. Each page is sealed right before it is written, while the
         // write can still find its bytes in the CPU's caches.
@@ -427,7 +430,9 @@ final class Pager: @unchecked Sendable {
             try syncPartitionFile()
         }
         for i in sealed.indices { sealed[i].1.seal(number: sealed[i].0) }
-        try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: durability == .durable)
+        let awaitsSync = durability == .durable && deferringSync && !isDirect
+        let syncs = durability == .durable && !awaitsSync
+        try wal.write(commit: sealed, lsn: header.lastLSN, pageCount: header.pageCount, sync: syncs)
         stateLock.withLock {
             if isDirect { directCommits.append((header.lastLSN, directRuns)) }
             let firstFrame = wal.frameCount
@@ -440,11 +445,11 @@ final class Pager: @unchecked Sendable {
                     pdb_bit_set(inLog, UInt64(number.rawValue))
                 }
             }
-            wal.publish(pages: sealed.map { $0.0 }, lsn: header.lastLSN, synced: durability == .durable)
+            wal.publish(pages: sealed.map { $0.0 }, lsn: header.lastLSN, synced: syncs)
             latest = Snapshot(
                 generation: wal.generation, frameLimit: wal.frameCount, header: header, frames: frameImages)
         }
-        guard capturingImages else { return [] }
+        guard capturingImages else { return ([], awaitsSync) }
         var images = sealed.map { ChangeSet.PageImage(number: $0.0.rawValue, bytes: $0.1.bytes) }
         if let direct {
             // The copy is done when the queue (serial) has run it; the logged pages are all below
@@ -453,7 +458,7 @@ final class Pager: @unchecked Sendable {
             assert(direct.images.count == directRuns.reduce(0) { $0 + $1.count }, "a direct page was not copied")
             images += direct.images
         }
-        return images
+        return (images, awaitsSync)
     }
 
     /// Consecutive numbers in `numbers` (ascending) joined into runs.
@@ -586,6 +591,16 @@ final class Pager: @unchecked Sendable {
     }
 
     /// Makes the partition-file writes durable, then lets readers map the pages they added.
+    /// Syncs the log for commits appended with `deferringSync` and returns the newest LSN whose
+    /// frames were written before the sync began: it is durable when this returns. Runs while
+    /// the next commits are appended; a checkpoint meanwhile syncs the log itself before it
+    /// copies any frame (`checkpoint`), so `isSynced` is left to the commits and checkpoints.
+    func syncLog() throws -> LSN {
+        let written = latestSnapshot.header.lastLSN
+        try wal.file.sync()
+        return written
+    }
+
     private func syncPartitionFile() throws {
         try mainFile.sync()
         pdb_u64_store(atomics + 1, try mainFile.size() / UInt64(pageSize))

@@ -105,7 +105,10 @@ public final class ClusterHost: Sendable {
         directory = try ResidencyDirectory(database: database)
         metrics = HostMetrics(configuration: configuration)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        pool = NIOThreadPool(numberOfThreads: 4)
+        // Blocking engine calls run here. A durable write holds its thread while it waits for the
+        // group's log sync (PartitionDB's GroupCommit): the commits of as many clients as there
+        // are threads can share one sync.
+        pool = NIOThreadPool(numberOfThreads: 8)
         pool.start()
         for role in roles.values where role.primary == configuration.host {
             // A promotion that fenced the others but did not make its epoch durable here does

@@ -110,6 +110,76 @@ final class PromotionTests: ClusterTestCase {
         }
     }
 
+    /// Two of three hosts down: promoting the third is refused (`promotion_unsafe`: a quorum:1
+    /// commit may be only on the other replica) and leaves it fenced, taking no write. With
+    /// that replica back, promoting it again succeeds with every acknowledged commit, although
+    /// the refused epoch is the newest every host knows: its would-be primary never began it.
+    func testPromotionWithTooFewReplicasReachedIsRefusedThenSucceedsOnceOneIsBack() throws {
+        try layOut(regions: "eu:3", "--commit-mode", "quorum:1")
+        for host in ["eu-1", "eu-2", "eu-3"] { try start(host) }
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        let acknowledged = (0..<5).map { "before-\($0)" }
+        for key in acknowledged { assertExit(try put("eu-1", key), 0) }
+        stop("eu-1", signal: SIGKILL)
+        stop("eu-3", signal: SIGKILL)
+
+        let refused = try promote("eu-2", "users")
+        XCTAssertEqual(try refused.errorCode(), "promotion_unsafe", refused.stdout)
+        XCTAssertEqual(try users(on: "eu-2")["role"] as? String, "fenced")
+        XCTAssertNotEqual(try put("eu-2", "while-fenced").status, 0, "a fenced host takes no write")
+
+        try start("eu-3")
+        let promoted = try promote("eu-2", "users")
+        assertExit(promoted, 0)
+        let report = try XCTUnwrap((try promoted.object()["promotions"] as? [[String: Any]])?.first)
+        XCTAssertEqual(report["epoch"] as? Int, 3)
+        for key in acknowledged {
+            XCTAssertEqual(try remote("get", "eu-2", "users", "t", key).stdout, "v-\(key)\n", key)
+        }
+        assertExit(try put("eu-2", "after"), 0)
+        try waitForRole("eu-3", "replica", epoch: 3)
+        try assertConverges("users", primary: "eu-2", replicas: ["eu-3"])
+        XCTAssertEqual(try keys(on: "eu-3"), Set(acknowledged + ["after"]))
+    }
+
+    /// A replica held back by the fault proxy while the other acknowledges the primary's
+    /// quorum:1 commits, then the primary SIGKILLed: promoting the one held back is refused
+    /// (`promotion_behind`, naming the other), promoting the other succeeds although the refused
+    /// promotion left an epoch every host knows, and the one held back follows it and catches up.
+    func testPromotingAReplicaBehindIsRefusedNamingTheOneAhead() throws {
+        try layOut(regions: "eu:3", "--commit-mode", "quorum:1")
+        let proxy = try FaultProxy(upstreamPort: basePort)
+        defer { proxy.stop() }
+        try routeToEU1(through: proxy)
+        for host in ["eu-1", "eu-2", "eu-3"] { try start(host) }
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        var acknowledged = (0..<3).map { "before-\($0)" }
+        for key in acknowledged { assertExit(try put("eu-1", key), 0) }
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2", "eu-3"])
+
+        proxy.set(.blackHole)
+        for i in 0..<5 {
+            let key = "held-back-\(i)"
+            assertExit(try put("eu-1", key), 0)
+            acknowledged.append(key)
+        }
+        stop("eu-1", signal: SIGKILL)
+
+        let refused = try promote("eu-2", "users")
+        XCTAssertEqual(try refused.errorCode(), "promotion_behind", refused.stdout)
+        XCTAssertTrue(refused.stdout.contains("eu-3"), "names the host to promote: \(refused.stdout)")
+        let promoted = try promote("eu-3", "users")
+        assertExit(promoted, 0)
+        for key in acknowledged {
+            XCTAssertEqual(try remote("get", "eu-3", "users", "t", key).stdout, "v-\(key)\n", key)
+        }
+        assertExit(try put("eu-3", "after"), 0)
+        acknowledged.append("after")
+        try waitForRole("eu-2", "replica", epoch: 3)
+        try assertConverges("users", primary: "eu-3", replicas: ["eu-2"])
+        XCTAssertEqual(try keys(on: "eu-2"), Set(acknowledged))
+    }
+
     /// The primary cut off by the fault proxy, a replica promoted: the old primary's writes
     /// after the cut are never acknowledged; healed, it learns it is deposed, cuts its copy back
     /// to the new primary's history, keeps what it cut in a backup file `pdb restore` reads,

@@ -24,7 +24,7 @@ final class ProtocolTests: XCTestCase {
         .assignHome(subject: "subject-1", region: "eu"),
         .homeAssigned(created: true, home: "us", lsn: 12),
         .fence(partition: "users", primary: "eu-2"),
-        .fenced(fileID: [9, 9], durableLSN: 31),
+        .fenced(fileID: [9, 9], durableLSN: 31, copyEpoch: 2),
         .newerEpoch(partition: "global", primary: "us-1"),
         .cut(commonLSN: 17),
     ]

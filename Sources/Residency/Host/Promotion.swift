@@ -46,12 +46,8 @@ extension ClusterHost {
                 code: "already_primary",
                 message: "\(configuration.host) is already the primary of \(name) at epoch \(role.epoch)")
         }
-        let copy = try await pool.runIfActive { () -> (fileID: [UInt8], lsn: UInt64)? in
-            guard try self.database.partitionNames().contains(name) else { return nil }
-            let partition = try self.database.partition(name)
-            return (partition.fileID, partition.lastLSN.rawValue)
-        }
-        guard let copy else {
+        let copy = try await pool.runIfActive { try self.localCopy(name) }
+        guard !copy.fileID.isEmpty else {
             throw ResidencyError.refused(
                 code: "no_copy", message: "\(configuration.host) has no copy of \(name) yet; promote a replica that has"
             )
@@ -66,8 +62,10 @@ extension ClusterHost {
         }
         logger.notice("promoting", metadata: ["partition": "\(name)", "epoch": "\(epoch)", "was": "\(previous)"])
 
-        // Fence every other member at once; wait for the replicas (the old primary's answer is
-        // not needed for safety, and it may be gone: it is fenced in the background too).
+        // Fence every other member at once and wait for the replicas. The old primary's answer
+        // is waited for only while safety depends on it (it may be gone or cut off; it is fenced
+        // in the background too): when it tells that its copy never began its epoch.
+        let mine = FencedCopy(fileID: copy.fileID, lsn: copy.lsn, epoch: copy.epoch)
         let others = role.members.filter { $0 != configuration.host }
         let answers = await withTaskGroup(of: FenceAnswer.self) { tasks in
             for host in others {
@@ -83,7 +81,13 @@ extension ClusterHost {
             var answers: [String: FenceAnswer] = [:]
             while let answer = await tasks.next() {
                 answers[answer.member] = answer
-                if others.allSatisfy({ answers[$0] != nil || $0 == previous }) { break }
+                guard others.allSatisfy({ answers[$0] != nil || $0 == previous }) else { continue }
+                if answers[previous] != nil
+                    || self.acknowledgedCommitsCheck(role, known: known, previous: previous, mine: mine, answers)
+                        .isSafe
+                {
+                    break
+                }
             }
             tasks.cancelAll()
             return answers
@@ -102,32 +106,28 @@ extension ClusterHost {
         }
         let unreached = others.filter { fenced[$0] == nil }
 
-        // Every commit a quorum acknowledged is on `needed` of the old epoch's replicas; with
-        // all but `needed − 1` of them reached (this host among them), one reached host has it.
-        let oldReplicas = role.replicas(of: previous)
-        let reachedReplicas = oldReplicas.filter { $0 == configuration.host || fenced[$0] != nil }
-        if case .quorum(let needed) = role.placement.commitMode {
-            let required = max(1, oldReplicas.count - needed + 1)
-            guard reachedReplicas.count >= required else {
-                throw ResidencyError.refused(
-                    code: "promotion_unsafe",
-                    message:
-                        "reached \(reachedReplicas.count) of the \(oldReplicas.count) replicas of \(name) (this host included); with quorum:\(needed) a commit acknowledged before may be only on the others, so \(required) are needed: bring them up and run `pdb promote` again"
-                )
-            }
+        let check = acknowledgedCommitsCheck(role, known: known, previous: previous, mine: mine, answers)
+        guard check.isSafe else {
+            throw ResidencyError.refused(
+                code: "promotion_unsafe",
+                message:
+                    "reached \(check.reached) of the \(check.replicas) replicas of \(name) in epoch \(check.epoch) (this host included); with \(role.placement.commitMode) a commit acknowledged then may be only on the others, so \(check.required) are needed: bring them up and run `pdb promote` again"
+            )
         }
         // This copy as it stands now that nothing older is followed.
-        let mine = try await pool.runIfActive { try self.database.partition(name).lastLSN.rawValue }
-        let ahead = answers.values.compactMap { answer -> (String, UInt64)? in
-            guard answer.member != previous, let other = answer.copy, other.fileID == copy.fileID, other.lsn > mine
+        let now = try await pool.runIfActive { try self.localCopy(name) }
+        let current = FencedCopy(fileID: now.fileID, lsn: now.lsn, epoch: now.epoch)
+        let ahead = answers.values.compactMap { answer -> (String, FencedCopy)? in
+            guard !check.primaries.contains(answer.member) || check.primaries.count > 1, let other = answer.copy,
+                other.fileID == current.fileID, other.isAhead(of: current)
             else { return nil }
-            return (answer.member, other.lsn)
+            return (answer.member, other)
         }
-        if let (host, lsn) = ahead.max(by: { $0.1 < $1.1 }) {
+        if let (host, other) = ahead.max(by: { $1.1.isAhead(of: $0.1) }) {
             throw ResidencyError.refused(
                 code: "promotion_behind",
                 message:
-                    "\(host) holds \(name) up to LSN \(lsn), this host only to \(mine): promote \(host) instead (`pdb promote pdb://…\(host) \(name)`)"
+                    "\(host) holds \(name) up to LSN \(other.lsn) of epoch \(other.epoch), this host only to \(current.lsn) of epoch \(current.epoch): promote \(host) instead (`pdb promote pdb://…\(host) \(name)`)"
             )
         }
 
@@ -172,6 +172,40 @@ extension ClusterHost {
 
     var host: String { configuration.host }
 
+    /// Whether the hosts reached (this one included) hold every commit a quorum acknowledged:
+    /// in `quorum:N` such a commit of an epoch is on N of that epoch's replicas, so with R − N + 1
+    /// of them reached one holds it (spec/replication.md#promotion). The epoch to check is the
+    /// newest known (`known`, led by `previous`), unless `previous` answered that its copy never
+    /// began it (a promotion refused before it served): then no commit of it exists, and the
+    /// newest epoch a reached copy holds is checked instead, with its primary when that is
+    /// epoch 1's configured one, else with the worst case over every member as its primary.
+    func acknowledgedCommitsCheck(
+        _ role: PartitionRole, known: UInt64, previous: String, mine: FencedCopy, _ answers: [String: FenceAnswer]
+    ) -> AcknowledgedCommitsCheck {
+        var copies = answers.compactMapValues(\.copy)
+        copies[configuration.host] = mine
+        var epoch = known
+        var primaries = [previous]
+        if let held = copies[previous]?.epoch, held < known {
+            epoch = copies.values.map(\.epoch).max() ?? 1
+            primaries = epoch == 1 ? [role.placement.primary] : role.members
+        }
+        guard case .quorum(let needed) = role.placement.commitMode else {
+            return AcknowledgedCommitsCheck(epoch: epoch, primaries: primaries, replicas: 0, reached: 0, required: 0)
+        }
+        // Each possible primary's replicas, and how many were reached; the fewest decides.
+        var replicas = 0
+        var reached = Int.max
+        for primary in primaries {
+            let theirs = role.replicas(of: primary)
+            let reachedOfTheirs = theirs.filter { copies[$0] != nil }.count
+            if reachedOfTheirs < reached { (replicas, reached) = (theirs.count, reachedOfTheirs) }
+        }
+        return AcknowledgedCommitsCheck(
+            epoch: epoch, primaries: primaries, replicas: replicas, reached: reached,
+            required: max(1, replicas - needed + 1))
+    }
+
     /// Sends one fence and returns the fenced host's copy (file id, durable LSN). Throws
     /// `epoch_not_newer` when the host knows this epoch or a newer one (it answered
     /// `newer epoch`), and what the connection throws; gives up after `peer_timeout_seconds`.
@@ -192,8 +226,8 @@ extension ClusterHost {
                         Frame(epoch: epoch, .fence(partition: partition, primary: self.configuration.host)))
                     for try await frame in inbound {
                         switch frame.message {
-                        case .fenced(let fileID, let lsn) where frame.epoch == epoch:
-                            return FencedCopy(fileID: fileID, lsn: lsn)
+                        case .fenced(let fileID, let lsn, let copyEpoch) where frame.epoch == epoch:
+                            return FencedCopy(fileID: fileID, lsn: lsn, epoch: copyEpoch)
                         case .newerEpoch(_, let primary):
                             _ = try? await self.pool.runIfActive {
                                 try self.adopt(epoch: frame.epoch, primary: primary, of: partition)
@@ -275,19 +309,34 @@ extension ClusterHost {
             try await outbound.write(Frame(epoch: known, .newerEpoch(partition: partition, primary: leader)))
             return
         }
-        let copy = try await pool.runIfActive { () -> (fileID: [UInt8], lsn: UInt64) in
-            guard try self.database.partitionNames().contains(partition) else { return ([], 0) }
-            let copy = try self.database.partition(partition)
-            return (copy.fileID, copy.lastLSN.rawValue)
-        }
-        try await outbound.write(Frame(epoch: epoch, .fenced(fileID: copy.fileID, durableLSN: copy.lsn)))
+        let copy = try await pool.runIfActive { try self.localCopy(partition) }
+        try await outbound.write(
+            Frame(epoch: epoch, .fenced(fileID: copy.fileID, durableLSN: copy.lsn, copyEpoch: copy.epoch)))
     }
 }
 
-/// A fenced member's copy of the partition, as its `fenced` answer gave it.
+/// A fenced member's copy of the partition, as its `fenced` answer gave it: file id (empty:
+/// none), durable LSN and the epoch in its header.
 struct FencedCopy: Sendable {
     let fileID: [UInt8]
     let lsn: UInt64
+    let epoch: UInt64
+
+    /// Whether this copy holds commits `other` lacks: a newer epoch, or more of the same one.
+    func isAhead(of other: FencedCopy) -> Bool {
+        epoch != other.epoch ? epoch > other.epoch : lsn > other.lsn
+    }
+}
+
+/// What `acknowledgedCommitsCheck` found: the epoch whose acknowledged commits are guarded,
+/// who may have led it, and the reached replicas of the worst case against those required.
+struct AcknowledgedCommitsCheck {
+    let epoch: UInt64
+    let primaries: [String]
+    let replicas: Int
+    let reached: Int
+    let required: Int
+    var isSafe: Bool { reached >= required }
 }
 
 /// One member's answer to a promotion's fence: its copy, or why it gave none. A named

@@ -46,8 +46,9 @@ extension ClusterHost {
         }
     }
 
-    /// The file id, LSN and epoch of the local copy, or an empty id when there is none.
-    private func localCopy(_ name: String) throws -> (fileID: [UInt8], lsn: UInt64, epoch: UInt64) {
+    /// The file id, LSN and epoch of the local copy, or an empty id when there is none. Blocking:
+    /// call it on the thread pool.
+    func localCopy(_ name: String) throws -> (fileID: [UInt8], lsn: UInt64, epoch: UInt64) {
         guard try database.partitionNames().contains(name) else { return ([], 0, 1) }
         let partition = try database.partition(name)
         return (partition.fileID, partition.lastLSN.rawValue, partition.epoch)

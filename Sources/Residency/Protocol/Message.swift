@@ -128,8 +128,9 @@ public enum Message: Equatable, Sendable {
     /// primary (spec/replication.md#promotion).
     case fence(partition: String, primary: String)
     /// The answer to a fence, once the receiver's term file holds the new epoch: its copy's
-    /// file id and durable LSN (no file id: it has no copy).
-    case fenced(fileID: [UInt8], durableLSN: UInt64)
+    /// file id, durable LSN and the epoch in its header (no file id: it has no copy). A copy of
+    /// an older epoch than the one its host led never began that epoch.
+    case fenced(fileID: [UInt8], durableLSN: UInt64, copyEpoch: UInt64)
     /// Instead of an answer, to a host that sent a frame of an older epoch: `primary` leads the
     /// partition at the frame's epoch. The receiver follows it from then on.
     case newerEpoch(partition: String, primary: String)
@@ -140,7 +141,7 @@ public enum Message: Equatable, Sendable {
 
     /// 3: epochs, fences and rejoin; a hello's frame carries the copy's epoch
     /// (spec/replication.md#version-history).
-    public static let protocolVersion: UInt16 = 3
+    public static let protocolVersion: UInt16 = 4
     /// The most bytes of a refusal's message (longer ones are cut when sent).
     static let maxRefusalMessage = 65_536
 
@@ -242,9 +243,10 @@ public enum Message: Equatable, Sendable {
         case .fence(let partition, let primary), .newerEpoch(let partition, let primary):
             writer.short(Array(partition.utf8))
             writer.short(Array(primary.utf8))
-        case .fenced(let fileID, let lsn):
+        case .fenced(let fileID, let lsn, let copyEpoch):
             writer.short(fileID)
             writer.u64(lsn)
+            writer.u64(copyEpoch)
         case .cut(let lsn):
             writer.u64(lsn)
         }
@@ -338,7 +340,7 @@ public enum Message: Equatable, Sendable {
         case .fence:
             return .fence(partition: try reader.text(), primary: try reader.text())
         case .fenced:
-            return .fenced(fileID: try reader.short(), durableLSN: try reader.u64())
+            return .fenced(fileID: try reader.short(), durableLSN: try reader.u64(), copyEpoch: try reader.u64())
         case .newerEpoch:
             return .newerEpoch(partition: try reader.text(), primary: try reader.text())
         case .cut:

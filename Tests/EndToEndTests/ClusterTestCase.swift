@@ -18,6 +18,13 @@ class ClusterTestCase: PDBTestCase {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        // A failed test shows what its hosts logged, before the directory is removed.
+        if testRun?.hasSucceeded == false, let names = try? FileManager.default.contentsOfDirectory(atPath: root.path) {
+            for name in names.sorted() where name.hasSuffix(".log") {
+                let text = (try? String(contentsOf: root.appendingPathComponent(name), encoding: .utf8)) ?? ""
+                print("--- \(name) (last 60 lines)\n" + text.split(separator: "\n").suffix(60).joined(separator: "\n"))
+            }
+        }
         try super.tearDownWithError()
     }
 

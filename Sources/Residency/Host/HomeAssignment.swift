@@ -22,6 +22,7 @@ extension ClusterHost: HomeAssigning {
         }
         let connection = try await FrameTransport.connect(to: primary.address, tls: tls, group: group)
         guard connection.peer == .host(id: primaryID, region: primary.region) else {
+            await connection.close()
             throw ResidencyError.refused(
                 code: "identity_mismatch",
                 message: "\(primary.address) is \(connection.peer), not \(primaryID), the directory's primary")

@@ -21,6 +21,7 @@ public enum HostRequest {
     ) async throws -> HostAnswer {
         let connection = try await FrameTransport.connect(to: address, tls: tls, group: group)
         guard case .host = connection.peer, expected.map({ $0 == connection.peer }) ?? true else {
+            await connection.close()
             let wanted = expected.map { "\($0)" } ?? "a host"
             throw ResidencyError.refused(
                 code: expected == nil ? "not_a_host" : "identity_mismatch",

@@ -218,6 +218,7 @@ extension ClusterHost {
             tasks.addTask {
                 let connection = try await FrameTransport.connect(to: peer.address, tls: self.tls, group: self.group)
                 guard connection.peer == .host(id: member, region: peer.region) else {
+                    await connection.close()
                     throw ResidencyError.refused(
                         code: "identity_mismatch", message: "\(peer.address) is \(connection.peer), not \(member)")
                 }

@@ -61,6 +61,7 @@ extension ClusterHost {
         track(connection.channel.channel)
         defer { untrack(connection.channel.channel) }
         guard connection.peer == .host(id: primaryID, region: primary.region) else {
+            await connection.close()
             countRefusal(code: "identity_mismatch")
             throw ResidencyError.refused(
                 code: "identity_mismatch",
@@ -73,13 +74,21 @@ extension ClusterHost {
             state.following = connection.channel.channel
             return true
         }
-        guard current else { return }
+        guard current else {
+            await connection.close()
+            return
+        }
         defer {
             role.withState { state in
                 if state.following === connection.channel.channel { state.following = nil }
             }
         }
-        try await connection.closeWhenIdle(after: .seconds(Int64(configuration.peerTimeoutSeconds)))
+        do {
+            try await connection.closeWhenIdle(after: .seconds(Int64(configuration.peerTimeoutSeconds)))
+        } catch {
+            await connection.close()
+            throw error
+        }
         // The region a copy of this partition may have here: the border, checked on every start.
         let allowedRegion = name == Database.globalPartitionName ? Region.global.name : configuration.region.name
         try await connection.run { inbound, outbound in

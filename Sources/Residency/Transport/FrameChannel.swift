@@ -16,6 +16,12 @@ public struct FrameConnection: Sendable {
         try await channel.executeThenClose { inbound, outbound in try await body(inbound, outbound) }
     }
 
+    /// Closes a connection that will not be `run`: every connection must end through
+    /// `executeThenClose`, or its writer traps when freed (NIOAsyncWriter, in debug builds).
+    func close() async {
+        try? await channel.executeThenClose { _, _ in }
+    }
+
     public var remoteAddress: String { channel.channel.remoteAddress?.description ?? "unknown" }
 
     /// Closes the connection when nothing arrives for `timeout`: a replication stream, where

@@ -19,7 +19,10 @@ class ClusterTestCase: PDBTestCase {
             process.waitUntilExit()
         }
         // A failed test shows what its hosts logged, before the directory is removed.
-        if testRun?.hasSucceeded == false, let names = try? FileManager.default.contentsOfDirectory(atPath: root.path) {
+        // (`hasSucceeded` is false until the run stops, so the failures are counted.)
+        if (testRun?.totalFailureCount ?? 0) > 0,
+            let names = try? FileManager.default.contentsOfDirectory(atPath: root.path)
+        {
             for name in names.sorted() where name.hasSuffix(".log") {
                 let text = (try? String(contentsOf: root.appendingPathComponent(name), encoding: .utf8)) ?? ""
                 print("--- \(name) (last 60 lines)\n" + text.split(separator: "\n").suffix(60).joined(separator: "\n"))

@@ -144,7 +144,8 @@ public final class Partition: @unchecked Sendable {
     /// Runs `body` as the partition's one write transaction: commits when it returns, rolls back
     /// when it throws. With `.durable` the commit is on disk when this returns; concurrent durable
     /// writers share the sync of the log (`GroupCommit`), and readers see a commit once it is
-    /// appended, before its sync. In the global partition the reserved tables (`isReserved`) are refused (`reservedTable`).
+    /// appended, before its sync. In the global partition the reserved tables (`isReserved`) are
+    /// refused (`reservedTable`).
     public func write<T>(durability: Durability? = nil, _ body: (WriteTransaction) throws -> T) throws -> T {
         try write(durability: durability, unlockingReservedTables: false, body)
     }

@@ -22,19 +22,8 @@ final class GroupCommitTests: XCTestCase {
     /// Each write returns with its commit durable; the observer sees each commit once it is
     /// durable, in LSN order with no gap; the reopened partition holds every record.
     func testConcurrentDurableWritersShareSyncs() throws {
-        let path = try temporaryDirectory(self)
-        let faults = FaultInjectingFileSystem(wrapping: PosixFileSystem())
-        faults.syncDelay = 0.005
-        var db = try Database.create(at: path, region: eu, options: Options(), fileSystem: faults)
-        db.setResolver(RandomWorkload.resolver())
-        let partition = try db.createPartition("p")
-        let recorder = Recorder()
-        partition.setCommitObserver { [unowned partition] changes in
-            if partition.group.durableThrough < changes.lsn {
-                recorder.problem("LSN \(changes.lsn.rawValue) observed before it was durable")
-            }
-            recorder.append(changes.lsn.rawValue)
-        }
+        let (path, created, partition, recorder) = try observedPartition(syncDelay: 0.005, allDurable: true)
+        var db = created
         let first = partition.lastLSN.rawValue
         let syncsBefore = partition.group.syncCount
         let writers = 8
@@ -74,14 +63,7 @@ final class GroupCommitTests: XCTestCase {
     /// Non-durable commits between durable ones that wait for their sync are observed after
     /// them, never before: the observer's order is the LSN order whatever the durability.
     func testNoSyncCommitsAreObservedAfterTheDurableOnesBeforeThem() throws {
-        let path = try temporaryDirectory(self)
-        let faults = FaultInjectingFileSystem(wrapping: PosixFileSystem())
-        faults.syncDelay = 0.002
-        var db = try Database.create(at: path, region: eu, options: Options(), fileSystem: faults)
-        db.setResolver(RandomWorkload.resolver())
-        let partition = try db.createPartition("p")
-        let recorder = Recorder()
-        partition.setCommitObserver { recorder.append($0.lsn.rawValue) }
+        let (_, db, partition, recorder) = try observedPartition(syncDelay: 0.002, allDurable: false)
         let first = partition.lastLSN.rawValue
         let owner = try SubjectID("s0")
         onThreads(4) { writer in
@@ -100,6 +82,27 @@ final class GroupCommitTests: XCTestCase {
         try db.close()
         XCTAssertEqual(recorder.found, [])
         XCTAssertEqual(recorder.seen, Array(first + 1...first + 120))
+    }
+
+    /// A new partition on a disk whose every sync first sleeps `syncDelay` seconds, with an
+    /// observer that records each LSN and, when every commit is durable (`allDurable`), as a
+    /// problem any commit observed before it was.
+    func observedPartition(syncDelay: TimeInterval, allDurable: Bool) throws -> (String, Database, Partition, Recorder)
+    {
+        let path = try temporaryDirectory(self)
+        let faults = FaultInjectingFileSystem(wrapping: PosixFileSystem())
+        faults.syncDelay = syncDelay
+        let db = try Database.create(at: path, region: eu, options: Options(), fileSystem: faults)
+        db.setResolver(RandomWorkload.resolver())
+        let partition = try db.createPartition("p")
+        let recorder = Recorder()
+        partition.setCommitObserver { [unowned partition] changes in
+            if allDurable, partition.group.durableThrough < changes.lsn {
+                recorder.problem("LSN \(changes.lsn.rawValue) observed before it was durable")
+            }
+            recorder.append(changes.lsn.rawValue)
+        }
+        return (path, db, partition, recorder)
     }
 
     /// Runs `body` on `count` threads of its own at once (not `concurrentPerform`, which runs

@@ -118,7 +118,7 @@ extension ClusterHost {
         let now = try await pool.runIfActive { try self.localCopy(name) }
         let current = FencedCopy(fileID: now.fileID, lsn: now.lsn, epoch: now.epoch)
         let ahead = answers.values.compactMap { answer -> (String, FencedCopy)? in
-            guard !check.primaries.contains(answer.member) || check.primaries.count > 1, let other = answer.copy,
+            guard answer.member != check.knownPrimary, let other = answer.copy,
                 other.fileID == current.fileID, other.isAhead(of: current)
             else { return nil }
             return (answer.member, other)
@@ -338,6 +338,9 @@ struct AcknowledgedCommitsCheck {
     let reached: Int
     let required: Int
     var isSafe: Bool { reached >= required }
+    /// The checked epoch's primary when it is known: its copy may hold commits never
+    /// acknowledged, so it is not compared with the promoted host's.
+    var knownPrimary: String? { primaries.count == 1 ? primaries[0] : nil }
 }
 
 /// One member's answer to a promotion's fence: its copy, or why it gave none. A named

@@ -20,6 +20,12 @@ let engineTargets: [Target] = [
 ]
 
 let hostTargets: [Target] = [
+    // Argon2id from Debian's libargon2-dev, found through pkg-config.
+    .systemLibrary(
+        name: "CArgon2",
+        pkgConfig: "libargon2",
+        providers: [.apt(["libargon2-dev"])]
+    ),
     .target(
         name: "Residency",
         dependencies: [
@@ -37,10 +43,19 @@ let hostTargets: [Target] = [
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]
     ),
+    .target(
+        name: "Auth",
+        dependencies: [
+            "PartitionDB", "Residency", "CArgon2",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]
+    ),
     .executableTarget(
         name: "pdb",
         dependencies: [
-            "PartitionDB", "Residency",
+            "PartitionDB", "Residency", "Auth",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]
@@ -52,6 +67,7 @@ let hostTargets: [Target] = [
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]
     ),
+    .testTarget(name: "AuthTests", dependencies: ["Auth", "Residency", "PartitionDB"]),
     .testTarget(
         name: "EndToEndTests",
         dependencies: [
@@ -73,6 +89,7 @@ let package = Package(
         : [
             .library(name: "PartitionDB", targets: ["PartitionDB"]),
             .library(name: "Residency", targets: ["Residency"]),
+            .library(name: "Auth", targets: ["Auth"]),
             .executable(name: "pdb", targets: ["pdb"]),
         ],
     dependencies: engineOnly

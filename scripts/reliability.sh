@@ -52,7 +52,7 @@ asan_tests() {
 tsan_tests() {
     swift build --build-tests --sanitize=thread --scratch-path .build-tsan &&
         TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1} swift test --skip-build --sanitize=thread \
-            --scratch-path .build-tsan --filter 'ConcurrencyTests|GroupCommitTests|ResidencyDirectoryTests'
+            --scratch-path .build-tsan --filter 'ConcurrencyTests|GroupCommitTests|ResidencyDirectoryTests|PasswordTests|AuthenticatorTests'
 }
 
 # The reliability tests of the ordinary debug build, with larger counts.

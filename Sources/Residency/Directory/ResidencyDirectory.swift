@@ -51,12 +51,18 @@ public final class ResidencyDirectory: HomeRegionResolver, HomeAssigning, @unche
     /// Assigns `subject` the home `region` as a conditional create: a subject without a home gets
     /// it; the same home again is a no-op; a different home throws `alreadyRegistered`. Returns
     /// whether this call created the entry. The check and the write are one transaction, so two
-    /// concurrent assignments have one winner.
+    /// concurrent assignments have one winner; an existing entry is answered without a commit.
     @discardableResult
     public func assignHome(_ subject: SubjectID, to region: Region) throws -> Bool {
         guard !region.isGlobal else {
             throw ResidencyError.engine(
                 .invalidName(kind: "region", name: region.name, reason: "a subject's home cannot be global"))
+        }
+        // A read first, so that an existing entry costs no commit: the same home again writes
+        // nothing at all (not even an empty commit). The write checks again.
+        if let existing = try home(of: subject) {
+            if existing == region { return false }
+            throw ResidencyError.alreadyRegistered(subject: subject.rawValue, home: existing.name)
         }
         return try wrap {
             try partition.writeReserved { tx in

@@ -48,6 +48,7 @@ let hostTargets: [Target] = [
         dependencies: [
             "PartitionDB", "Residency", "CArgon2",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]
@@ -67,7 +68,10 @@ let hostTargets: [Target] = [
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]
     ),
-    .testTarget(name: "AuthTests", dependencies: ["Auth", "Residency", "PartitionDB"]),
+    .testTarget(
+        name: "AuthTests",
+        dependencies: ["Auth", "Residency", "PartitionDB", .product(name: "Crypto", package: "swift-crypto")]
+    ),
     .testTarget(
         name: "EndToEndTests",
         dependencies: [
@@ -104,6 +108,7 @@ let package = Package(
             .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
             .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
             .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+            .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
         ],
     targets: engineOnly ? engineTargets : engineTargets + hostTargets
 )

@@ -29,6 +29,14 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
     case badUserRecord(subject: String, reason: String)
     /// The cluster secret that subject ids are derived from is missing or too short.
     case badSecret(reason: String)
+    /// A refresh token that is unknown here, expired, or of a revoked family.
+    case invalidRefreshToken
+    /// A refresh token used a second time: its whole family is revoked now.
+    case refreshTokenReused
+    /// A signing key, stored or published, that cannot be used.
+    case badKey(kid: String, reason: String)
+    /// An access token that does not verify, and why (spec/auth.md#verification).
+    case tokenRejected(TokenRejection)
     case residency(ResidencyError)
     case engine(PartitionDBError)
 
@@ -58,6 +66,14 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
                 "the user record of subject \(Quoting.name(subject)) is damaged (\(reason)); run `pdb check` on the region's partition"
         case .badSecret(let reason):
             return "the cluster's subject secret cannot be used: \(reason)"
+        case .invalidRefreshToken:
+            return "the refresh token is not valid; log in again"
+        case .refreshTokenReused:
+            return "the refresh token was used before; every token of its login is revoked; log in again"
+        case .badKey(let kid, let reason):
+            return "signing key \(Quoting.name(kid)) cannot be used: \(reason)"
+        case .tokenRejected(let rejection):
+            return "the access token is rejected: \(rejection)"
         case .residency(let error):
             return error.description
         case .engine(let error):

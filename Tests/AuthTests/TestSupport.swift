@@ -14,8 +14,8 @@ func temporaryDirectory(_ test: XCTestCase, _ name: String = #function) throws -
 }
 
 /// The files under `directory` (recursively) whose bytes contain `needle`.
-func filesContaining(_ needle: String, under directory: String) throws -> [String] {
-    let pattern = Array(needle.utf8)
+func filesContaining(_ needle: String, under directory: String, bytes: [UInt8]? = nil) throws -> [String] {
+    let pattern = bytes ?? Array(needle.utf8)
     var found: [String] = []
     let enumerator = FileManager.default.enumerator(atPath: directory)
     while let relative = enumerator?.nextObject() as? String {

@@ -72,13 +72,19 @@ public final class PartitionUserStore: UserStore {
 
     private static func key(_ subject: SubjectID) -> [UInt8] { Array(subject.rawValue.utf8) }
 
-    /// `body` with the partition's current handle, on the blocking pool.
     private func blocking<T: Sendable>(_ body: @escaping @Sendable (Partition) throws -> T) async throws -> T {
-        let database = database
-        let name = partitionName
-        return try await NIOThreadPool.singleton.runIfActive {
-            try wrapping { try body(try database.partition(name)) }
-        }
+        try await onBlockingPool(database, partitionName, body)
+    }
+}
+
+/// `body` with the current handle of `database`'s partition `name` (taken for each use: a
+/// replica's snapshot installs a new file), on NIO's shared blocking pool, off the cooperative
+/// threads: a durable commit waits for an fsync.
+func onBlockingPool<T: Sendable>(
+    _ database: Database, _ name: String, _ body: @escaping @Sendable (Partition) throws -> T
+) async throws -> T {
+    try await NIOThreadPool.singleton.runIfActive {
+        try wrapping { try body(try database.partition(name)) }
     }
 }
 

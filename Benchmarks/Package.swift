@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "partitiondb-bench", targets: ["partitiondb-bench"]),
         .executable(name: "partitiondb-replication-bench", targets: ["partitiondb-replication-bench"]),
+        .executable(name: "partitiondb-auth-bench", targets: ["partitiondb-auth-bench"]),
     ],
     dependencies: [
         .package(name: "PartitionDB", path: ".."),
@@ -50,6 +51,15 @@ let package = Package(
                 .product(name: "Residency", package: "PartitionDB"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Auth rows: token verifications beside `openssl speed`, sign-up and login latency.
+        .executableTarget(
+            name: "partitiondb-auth-bench",
+            dependencies: [
+                .product(name: "PartitionDB", package: "PartitionDB"),
+                .product(name: "Residency", package: "PartitionDB"),
+                .product(name: "Auth", package: "PartitionDB"),
             ]
         ),
     ]

@@ -40,6 +40,29 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
     case residency(ResidencyError)
     case engine(PartitionDBError)
 
+    /// A short stable code for scripts and the HTTP API's error bodies.
+    public var code: String {
+        switch self {
+        case .invalidLogin: return "invalid_login"
+        case .invalidPassword: return "invalid_password"
+        case .invalidCountry: return "invalid_country"
+        case .invalidCredentials: return "invalid_credentials"
+        case .tooManyAttempts: return "too_many_attempts"
+        case .accountDisabled: return "account_disabled"
+        case .busy: return "busy"
+        case .badPasswordHash: return "bad_password_hash"
+        case .hashing: return "hashing_failed"
+        case .badUserRecord: return "bad_user_record"
+        case .badSecret: return "bad_secret"
+        case .invalidRefreshToken: return "invalid_refresh_token"
+        case .refreshTokenReused: return "refresh_token_reused"
+        case .badKey: return "bad_key"
+        case .tokenRejected: return "token_rejected"
+        case .residency(let error): return error.code
+        case .engine(let error): return error.code
+        }
+    }
+
     public var description: String {
         switch self {
         case .invalidLogin(let reason):

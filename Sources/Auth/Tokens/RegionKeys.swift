@@ -27,6 +27,15 @@ public final class RegionKeys: Sendable {
         public var retired: Int64?
         public var verifiesUntil: Int64?
         public var signing: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case kid
+            case algorithm
+            case created
+            case retired
+            case verifiesUntil = "verifies_until"
+            case signing
+        }
     }
 
     public init(
@@ -59,12 +68,12 @@ public final class RegionKeys: Sendable {
         return try await addKey(retiring: current?.key)
     }
 
-    /// Every key of the region, newest first.
+    /// Every key of the region: the signing one first, then the others newest first.
     public func list() async throws -> [Info] {
         try await stored().map { entry in
             Info(
                 kid: entry.key.kid, algorithm: entry.key.algorithm.rawValue, created: entry.key.createdAt,
-                retired: entry.retired, verifiesUntil: entry.retired.map { $0 + self.overlap },
+                retired: entry.retired, verifiesUntil: entry.verifiesUntil,
                 signing: entry.retired == nil)
         }
     }
@@ -78,8 +87,8 @@ public final class RegionKeys: Sendable {
         _ = try await homes.assignHome(owner, to: region)
         let key = SigningKey.generate(region: region, algorithm: settings.algorithm, now: moment)
         let seconds = Int64(moment.timeIntervalSince1970.rounded(.down))
-        let newValue = Self.encode(key, retired: nil)
-        let oldValue = old.map { Self.encode($0, retired: seconds) }
+        let newValue = Self.encode(key, retired: nil, verifiesUntil: nil)
+        let oldValue = old.map { Self.encode($0, retired: seconds, verifiesUntil: seconds + overlap) }
         // Published before it signs, so that no host sees a token of a key it cannot know yet.
         try await publisher.publish(try key.publicKey())
         let winner: SigningKey? = try await onBlockingPool(database, partitionName) { partition in
@@ -104,9 +113,10 @@ public final class RegionKeys: Sendable {
     private struct Stored {
         let key: SigningKey
         let retired: Int64?
+        let verifiesUntil: Int64?
     }
 
-    /// Newest first.
+    /// The signing key first, then the others newest first.
     private func stored() async throws -> [Stored] {
         let region = region
         return try await onBlockingPool(database, partitionName) { partition in
@@ -121,13 +131,16 @@ public final class RegionKeys: Sendable {
             keys.append(try decode(record.value, kid: String(decoding: record.key, as: UTF8.self), region: region))
             return true
         }
-        return keys.sorted { ($0.key.createdAt, $0.key.kid) > ($1.key.createdAt, $1.key.kid) }
+        return keys.sorted { a, b in
+            if (a.retired == nil) != (b.retired == nil) { return a.retired == nil }
+            return (a.key.createdAt, a.key.kid) > (b.key.createdAt, b.key.kid)
+        }
     }
 
-    private static func encode(_ key: SigningKey, retired: Int64?) -> [UInt8] {
+    private static func encode(_ key: SigningKey, retired: Int64?, verifiesUntil: Int64?) -> [UInt8] {
         let object: [String: Any] = [
             "v": 1, "alg": key.algorithm.rawValue, "private_key": Base64URL.encode(key.privateKey[...]),
-            "created": key.createdAt, "retired": retired ?? 0,
+            "created": key.createdAt, "retired": retired ?? 0, "verifies_until": verifiesUntil ?? 0,
         ]
         return Array(try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
     }
@@ -136,10 +149,12 @@ public final class RegionKeys: Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
             object["v"] as? Int == 1, let algorithm = (object["alg"] as? String).flatMap(SigningAlgorithm.init),
             let privateKey = (object["private_key"] as? String).flatMap(Base64URL.decode), privateKey.count == 32,
-            let created = object["created"] as? Int64, let retired = object["retired"] as? Int64
+            let created = object["created"] as? Int64, let retired = object["retired"] as? Int64,
+            let verifiesUntil = object["verifies_until"] as? Int64
         else { throw AuthError.badKey(kid: kid, reason: "its stored record is damaged") }
         let key = SigningKey(kid: kid, region: region, algorithm: algorithm, privateKey: privateKey, createdAt: created)
         _ = try key.publicKey()
-        return Stored(key: key, retired: retired == 0 ? nil : retired)
+        return Stored(
+            key: key, retired: retired == 0 ? nil : retired, verifiesUntil: verifiesUntil == 0 ? nil : verifiesUntil)
     }
 }

@@ -44,7 +44,7 @@ struct Promote: HostCommand {
         }
         var reports: [PromotionReport] = []
         for name in names {
-            reports.append(try Self.blocking { try await host.promote(partition: name, toEpoch: epoch) })
+            reports.append(try blocking { try await host.promote(partition: name, toEpoch: epoch) })
         }
         if json { return try output.json(Report(promotions: reports)) }
         for report in reports {
@@ -56,20 +56,4 @@ struct Promote: HostCommand {
             try output.line(line)
         }
     }
-
-    /// Runs `body` to its end from this synchronous command (on a thread of its own on the host).
-    private static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            do { box.value = .success(try await body()) } catch { box.value = .failure(error) }
-            done.signal()
-        }
-        done.wait()
-        return try box.value!.get()
-    }
-}
-
-private final class ResultBox<T>: @unchecked Sendable {
-    var value: Result<T, any Error>?
 }

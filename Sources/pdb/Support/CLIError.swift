@@ -1,3 +1,4 @@
+import Auth
 import Foundation
 import PartitionDB
 import Residency
@@ -18,6 +19,7 @@ func describe(_ error: any Error) -> (code: String, message: String) {
     switch error {
     case let error as PartitionDBError: return (error.code, error.description)
     case let error as ResidencyError: return (error.code, error.description)
+    case let error as AuthError: return (error.code, error.description)
     case let error as CLIError: return (error.code, error.message)
     default: return ("internal", String(describing: error))
     }

@@ -323,6 +323,24 @@ final class TokenTests: XCTestCase {
         XCTAssertEqual(verified.kid, "python-1")
     }
 
+    func testBase64URLRoundTripsAndRefusesWhatIsNotCanonical() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let text = Base64URL.encode(bytes[...])
+            XCTAssertFalse(text.contains("=") || text.contains("+") || text.contains("/"))
+            XCTAssertEqual(Base64URL.decode(text), bytes, text)
+            XCTAssertEqual(
+                text,
+                Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                    .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: ""))
+        }
+        for bad in ["A", "AB=", "AB+/", "a b", "ä", "AB\u{0}", "AF", "AAB"] {
+            XCTAssertNil(Base64URL.decode(bad), bad)
+        }
+        XCTAssertEqual(Base64URL.decode("AA"), [0])
+    }
+
     // MARK: Helpers
 
     /// A token of `header` and `claims` signed by `key` (any header, any claims).

@@ -21,6 +21,9 @@ public final class TokenVerifier: Sendable {
     private let directory: any HomeRegionResolver
     private let now: @Sendable () -> Date
     private let keys = Mutex<[String: Entry]>([:])
+    private let headers = Mutex<[String: (alg: String, kid: String)]>([:])
+    /// Headers whose checks are remembered; past this many the memory starts afresh.
+    static let maxCachedHeaders = 64
 
     /// Longer tokens are refused before any parsing.
     public static let maxTokenBytes = 8192
@@ -62,13 +65,7 @@ public final class TokenVerifier: Sendable {
         guard token.utf8.count <= Self.maxTokenBytes else { throw TokenRejection.malformed(reason: "too long") }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw TokenRejection.malformed(reason: "not three parts") }
-        guard let headerBytes = Base64URL.decode(parts[0]),
-            let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any]
-        else { throw TokenRejection.malformed(reason: "the header is not base64url JSON") }
-        guard let alg = header["alg"] as? String else { throw TokenRejection.malformed(reason: "no alg") }
-        if alg.lowercased() == "none" { throw TokenRejection.unsecured }
-        guard header["crit"] == nil else { throw TokenRejection.malformed(reason: "crit is not supported") }
-        guard let kid = header["kid"] as? String else { throw TokenRejection.missingKeyID }
+        let (alg, kid) = try header(parts[0])
         let moment = now()
         guard let entry = keys.withLock({ $0[kid] }), !entry.key.hasRetired(at: moment) else {
             throw TokenRejection.unknownKey(kid: kid)
@@ -83,6 +80,25 @@ public final class TokenVerifier: Sendable {
             let claims = try? JSONDecoder().decode(AccessClaims.self, from: Data(payload))
         else { throw TokenRejection.malformed(reason: "the claims are not those of an access token") }
         return try checkClaims(claims, key: entry.key, at: moment)
+    }
+
+    /// The `alg` and `kid` of an encoded header, checked. A region's tokens share a handful of
+    /// headers, so the answers for the last ones are kept (only for headers that pass).
+    private func header(_ encoded: Substring) throws -> (alg: String, kid: String) {
+        let key = String(encoded)
+        if let known = headers.withLock({ $0[key] }) { return known }
+        guard let bytes = Base64URL.decode(encoded),
+            let header = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+        else { throw TokenRejection.malformed(reason: "the header is not base64url JSON") }
+        guard let alg = header["alg"] as? String else { throw TokenRejection.malformed(reason: "no alg") }
+        if alg.lowercased() == "none" { throw TokenRejection.unsecured }
+        guard header["crit"] == nil else { throw TokenRejection.malformed(reason: "crit is not supported") }
+        guard let kid = header["kid"] as? String else { throw TokenRejection.missingKeyID }
+        headers.withLock { headers in
+            if headers.count >= Self.maxCachedHeaders { headers.removeAll(keepingCapacity: true) }
+            headers[key] = (alg, kid)
+        }
+        return (alg, kid)
     }
 
     private func checkClaims(_ claims: AccessClaims, key: PublicSigningKey, at moment: Date) throws -> VerifiedAccess {

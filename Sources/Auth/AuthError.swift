@@ -33,6 +33,9 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidRefreshToken
     /// A refresh token used a second time: its whole family is revoked now.
     case refreshTokenReused
+    /// A verified subject whose home is `home` asked for data here (a host or partition of
+    /// `here`): it is served only in its home region.
+    case misdirected(home: String, here: String)
     /// A signing key, stored or published, that cannot be used.
     case badKey(kid: String, reason: String)
     /// An access token that does not verify, and why (spec/auth.md#verification).
@@ -56,6 +59,7 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
         case .badSecret: return "bad_secret"
         case .invalidRefreshToken: return "invalid_refresh_token"
         case .refreshTokenReused: return "refresh_token_reused"
+        case .misdirected: return "misdirected"
         case .badKey: return "bad_key"
         case .tokenRejected: return "token_rejected"
         case .residency(let error): return error.code
@@ -93,6 +97,9 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the refresh token is not valid; log in again"
         case .refreshTokenReused:
             return "the refresh token was used before; every token of its login is revoked; log in again"
+        case .misdirected(let home, let here):
+            return
+                "the subject's data lives in region \(Quoting.name(home)), not in \(Quoting.name(here)); send the request to a host of \(Quoting.name(home))"
         case .badKey(let kid, let reason):
             return "signing key \(Quoting.name(kid)) cannot be used: \(reason)"
         case .tokenRejected(let rejection):

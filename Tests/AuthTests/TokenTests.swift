@@ -79,6 +79,28 @@ final class TokenTests: XCTestCase {
         XCTAssertFalse(try filesContaining(Base64URL.encode(privateKey[...]), under: euSite.path).isEmpty)
     }
 
+    func testAVerifiedTokenOpensOnlyTheHomeRegionsPartitionsOnAHostOfThatRegion() async throws {
+        let directorySite = try TestSite(self, region: us)
+        let euSite = try TestSite(self, region: eu, sharedDirectory: directorySite.directory)
+        let euTokens = region(euSite, publishingTo: directorySite)
+        let usTokens = region(directorySite)
+        let ana = try SubjectID("ana")
+        _ = try await directorySite.directory.assignHome(ana, to: eu)
+        let issued = try await euTokens.issuer.accessToken(for: ana)
+        try await refresh(euTokens)
+        try await refresh(usTokens)
+        let context = try SubjectContext(try euTokens.verifier.verify(issued.token), database: euSite.database)
+        XCTAssertEqual(try context.partition("users").region, eu)
+        XCTAssertThrowsError(try context.partition("global")) {
+            XCTAssertEqual($0 as? AuthError, .misdirected(home: "eu", here: "global"))
+        }
+        // Verified on a us host too (offline), but it opens nothing there.
+        let elsewhere = try usTokens.verifier.verify(issued.token)
+        XCTAssertThrowsError(try SubjectContext(elsewhere, database: directorySite.database)) {
+            XCTAssertEqual($0 as? AuthError, .misdirected(home: "eu", here: "us"))
+        }
+    }
+
     func testEdDSAKeysSignAndVerifyToo() async throws {
         let site = try TestSite(self, region: eu)
         let eddsa = region(site, algorithm: .eddsa)

@@ -115,8 +115,8 @@ build_all() {
     mapfile -t engine < <(sources Sources/PartitionDB)
     build_module PartitionDB engine_flags "${engine[@]}"
     # The layers of Residency without SwiftNIO: the directory, the wire protocol, the retained-log
-    # segment format.
-    mapfile -t residency < <(sources Sources/Residency/Directory Sources/Residency/Protocol Sources/Residency/Retention Sources/Residency/ResidencyError.swift)
+    # segment format, and the configuration reader the directory's country policy uses.
+    mapfile -t residency < <(sources Sources/Residency/Directory Sources/Residency/Protocol Sources/Residency/Retention Sources/Residency/ResidencyError.swift Sources/Residency/Cluster/ConfigurationReader.swift Sources/Residency/Cluster/PeerIdentity.swift)
     build_module Residency engine_flags "${residency[@]}"
     local parser
     parser=$(argument_parser_checkout)
@@ -146,7 +146,8 @@ build_all() {
         "$build/PartitionDB.o" "$build/Residency.o"
     # `pdb` without PDB.swift: its @main would clash with libFuzzer's main. Swift 5 mode, because
     # the target reopens the C global `stdin`, which Swift 6 refuses to touch.
-    mapfile -t pdb < <(sources Sources/pdb | grep -v -e '/PDB.swift$' -e '/Host/')
+    # Without the host commands and `keys` (Auth, with jwt-kit, is not built here).
+    mapfile -t pdb < <(sources Sources/pdb | grep -v -e '/PDB.swift$' -e '/Host/' -e '/Commands/Keys.swift$')
     link "$build/fuzz-apply" 5 -module-name pdb Fuzz/Targets/ApplyFuzz.swift "${support[@]}" "${pdb[@]}" \
         "$build/PartitionDB.o" "$build/Residency.o" "$build/ArgumentParser.o" "$build/ArgumentParserToolInfo.o"
 }

@@ -1,4 +1,6 @@
-import Auth
+#if canImport(Auth)
+    import Auth
+#endif
 import Foundation
 import PartitionDB
 import Residency
@@ -19,7 +21,9 @@ func describe(_ error: any Error) -> (code: String, message: String) {
     switch error {
     case let error as PartitionDBError: return (error.code, error.description)
     case let error as ResidencyError: return (error.code, error.description)
-    case let error as AuthError: return (error.code, error.description)
+    #if canImport(Auth)
+        case let error as AuthError: return (error.code, error.description)
+    #endif
     case let error as CLIError: return (error.code, error.message)
     default: return ("internal", String(describing: error))
     }

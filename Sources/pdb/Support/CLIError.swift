@@ -1,9 +1,10 @@
-#if canImport(Auth)
-    import Auth
-#endif
 import Foundation
 import PartitionDB
 import Residency
+
+#if canImport(Auth)
+    import Auth
+#endif
 
 /// A failure found by the command line itself rather than by the engine.
 struct CLIError: Error, CustomStringConvertible {

@@ -22,7 +22,8 @@ struct AuthBench {
             case "--seconds": seconds = Double(arguments.popFirst() ?? "") ?? seconds
             case "--output": output = arguments.popFirst()
             default:
-                FileHandle.standardError.write(Data("usage: partitiondb-auth-bench [--runs N] [--seconds S] [--output FILE]\n".utf8))
+                FileHandle.standardError.write(
+                    Data("usage: partitiondb-auth-bench [--runs N] [--seconds S] [--output FILE]\n".utf8))
                 exit(2)
             }
         }
@@ -52,7 +53,10 @@ struct AuthBench {
                 rows["\(algorithm.rawValue) pdb", default: []].append(ours)
                 rows["\(algorithm.rawValue) openssl", default: []].append(theirs)
                 rows["\(algorithm.rawValue) ratio", default: []].append(ours / theirs)
-                print(String(format: "%@: %.0f verifications/s, openssl %.0f/s, ratio %.3f", algorithm.rawValue, ours, theirs, ours / theirs))
+                print(
+                    String(
+                        format: "%@: %.0f verifications/s, openssl %.0f/s, ratio %.3f", algorithm.rawValue, ours,
+                        theirs, ours / theirs))
             }
         }
 
@@ -61,7 +65,8 @@ struct AuthBench {
         let authenticator = Authenticator(
             region: database.region, subjects: try SubjectKey(bytes: Array(repeating: 1, count: 32)), hasher: hasher,
             homes: homes, users: try PartitionUserStore(database: database),
-            preSignUp: CountryPolicySignUpHook(policy: try CountryRegionPolicy(defaultRegion: database.region, regions: [:])),
+            preSignUp: CountryPolicySignUpHook(
+                policy: try CountryRegionPolicy(defaultRegion: database.region, regions: [:])),
             preAuthentication: DirectoryPreAuthenticationHook(directory: homes, region: database.region))
         var signUps: [Double] = []
         var logins: [Double] = []
@@ -83,7 +88,8 @@ struct AuthBench {
             for index in 0..<300 {
                 group.addTask {
                     do {
-                        _ = try await authenticator.login(login: "user\(index % 10)@example.com", password: "a good password")
+                        _ = try await authenticator.login(
+                            login: "user\(index % 10)@example.com", password: "a good password")
                         return "ok"
                     } catch AuthError.busy {
                         return "busy"
@@ -99,19 +105,25 @@ struct AuthBench {
 
         func median(_ values: [Double]) -> Double {
             let sorted = values.sorted()
-            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            return sorted.count % 2 == 1
+                ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
         }
         var summary: [String: Any] = [:]
         for (name, values) in rows.sorted(by: { $0.key < $1.key }) {
             summary[name] = ["median": median(values), "runs": values]
-            print(String(format: "%-16@ median %.3f  (%@)", name, median(values), values.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+            print(
+                String(
+                    format: "%-16@ median %.3f  (%@)", name, median(values),
+                    values.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
         }
         summary["flood"] = [
             "logins": 300, "concurrency": hasher.concurrency, "max_queued": hasher.maxQueued,
             "peak_running": load.peakRunning, "peak_waiting": load.peakWaiting, "refused_busy": load.refused,
             "completed_ok": flood.filter { $0 == "ok" }.count,
         ]
-        print("flood of 300 logins: peak running \(load.peakRunning), peak waiting \(load.peakWaiting), refused busy \(load.refused)")
+        print(
+            "flood of 300 logins: peak running \(load.peakRunning), peak waiting \(load.peakWaiting), refused busy \(load.refused)"
+        )
         summary["machine"] = [
             "cores": ProcessInfo.processInfo.activeProcessorCount, "date": ISO8601DateFormatter().string(from: Date()),
             "openssl": run("/usr/bin/openssl", ["version"]).trimmingCharacters(in: .whitespacesAndNewlines),

@@ -75,7 +75,7 @@ let hostTargets: [Target] = [
     .testTarget(
         name: "EndToEndTests",
         dependencies: [
-            "PartitionDB", "Residency",
+            "PartitionDB", "Residency", "Auth",
             // A fake primary in the tests speaks the protocol over NIO and TLS itself.
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

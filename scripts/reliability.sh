@@ -31,7 +31,9 @@ step() {
     if "$@" >"$logs/$name.log" 2>&1; then
         echo "   ok ($(($(date +%s) - begin)) s)"
     else
-        echo "   FAILED ($(($(date +%s) - begin)) s); see $logs/$name.log"
+        echo "   FAILED ($(($(date +%s) - begin)) s); see $logs/$name.log; its last lines:"
+        # CI keeps only this output, not the logs: the end of the log says what failed.
+        tail -n 80 "$logs/$name.log" | sed 's/^/   | /'
         failed+=("$name")
     fi
     timings+=("$name $(($(date +%s) - begin)) s")

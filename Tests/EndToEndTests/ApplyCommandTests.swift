@@ -68,6 +68,44 @@ final class ApplyCommandTests: PDBTestCase {
         assertExit(try pdb("check", db), 0)
     }
 
+    /// A check line is a compare and set: the transaction commits only if every record it
+    /// names holds what the line says (or is absent, without a value).
+    func testCheckLinesCommitOnlyWhenTheRecordsAreUnchanged() throws {
+        try makeDatabase()
+        func check(_ key: String, _ value: String? = nil, table: String = "t") -> String {
+            let value = value.map { #","value":"\#($0)""# } ?? ""
+            return #"{"op":"check","table":"\#(table)","key":"\#(key)"\#(value)}"#
+        }
+        let binary = Data([0xFF, 0x00]).base64EncodedString()
+        let input = [
+            check("a", table: "missing"), put("a", "1"), commit,  // 1-3: absent in a missing table: committed 1
+            check("a"), put("a", "2"), commit,  // 4-6: a exists: aborted
+            check("a", "1"), put("a", "2"), commit,  // 7-9: a is 1: committed 2
+            check("a", "1"), put("b", "9"), commit,  // 10-12: a is 2 now: aborted, no b
+            check("z", "1"), put("b", "9"), commit,  // 13-15: z is absent: aborted
+            #"{"op":"check","table":"t"}"#, commit,  // 16-17: no key: aborted
+            #"{"op":"check","table":"t","key":"a","value":"2","value_b64":"Mg=="}"#, commit,  // 18-19: both
+            #"{"op":"put","table":"t","key":"c","value_b64":"\#(binary)","owner":"alice"}"#, commit,  // 20-21: 3
+            #"{"op":"check","table":"t","key":"c","value_b64":"\#(binary)"}"#, put("d", "4"), commit,  // 22-24: 4
+        ]
+        let result = try pdb("apply", db, "users", stdin: input.joined(separator: "\n") + "\n")
+        assertExit(result, 1)
+        XCTAssertEqual(
+            try summary(result),
+            [
+                "committed 1", "aborted check_failed", "committed 2", "aborted check_failed", "aborted check_failed",
+                "aborted bad_input", "aborted bad_input", "committed 3", "committed 4",
+            ])
+        let messages = try result.objects().compactMap { ($0["error"] as? [String: Any])?["message"] as? String }
+        XCTAssertEqual(
+            messages.first,
+            "line 4: table t key a exists; the check wants it absent; "
+                + "nothing of the transaction was applied (read the record again)")
+        XCTAssertTrue(messages[1].contains("key a holds another value"), messages[1])
+        XCTAssertTrue(messages[2].contains("key z is absent"), messages[2])
+        XCTAssertEqual(try content(), ["a=2", "c=?", "d=4"])
+    }
+
     func testEndOfInputRollsBackTheOpenTransaction() throws {
         try makeDatabase()
         let input = [put("a", "1"), commit, put("b", "2"), #"{"op":"del","table":"t","key":"a"}"#]

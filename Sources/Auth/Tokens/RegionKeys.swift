@@ -14,6 +14,7 @@ public final class RegionKeys: Sendable {
     public let settings: TokenSettings
     private let database: Database
     private let partitionName: String
+    private let commits: any ConditionalCommitting
     private let homes: any HomeAssigning
     private let publisher: any KeyPublishing
     private let now: @Sendable () -> Date
@@ -38,13 +39,17 @@ public final class RegionKeys: Sendable {
         }
     }
 
+    /// Keys in `partition` of `database` (read from this host's copy), written through `commits`
+    /// (default: in `database` itself; a `ClusterHost` writes on the region's primary).
     public init(
         database: Database, partition: String = "users", homes: any HomeAssigning, publisher: any KeyPublishing,
-        settings: TokenSettings, now: @escaping @Sendable () -> Date = { Date() }
+        settings: TokenSettings, commits: (any ConditionalCommitting)? = nil,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) {
         region = database.region
         self.database = database
         partitionName = partition
+        self.commits = commits ?? LocalCommits(database: database)
         self.homes = homes
         self.publisher = publisher
         self.settings = settings
@@ -57,16 +62,25 @@ public final class RegionKeys: Sendable {
 
     /// The key that signs now; the first call in a region creates and publishes one.
     public func signingKey() async throws -> SigningKey {
-        if let current = try await stored().first(where: { $0.retired == nil }) { return current.key }
-        return try await addKey(retiring: nil)
+        for _ in 0..<Self.attempts {
+            let keys = try await stored()
+            if let current = keys.first(where: { $0.retired == nil }) { return current.key }
+            if let key = try await addKey(unchanged: keys) { return key }
+        }
+        throw AuthError.badKey(kid: "(none)", reason: "other hosts kept changing the region's keys; try again")
     }
 
     /// Adds a new signing key and rotates the current one out; returns the new one.
     @discardableResult
     public func rotate() async throws -> SigningKey {
-        let current = try await stored().first(where: { $0.retired == nil })
-        return try await addKey(retiring: current?.key)
+        for _ in 0..<Self.attempts {
+            if let key = try await addKey(unchanged: try await stored()) { return key }
+        }
+        throw AuthError.badKey(kid: "(none)", reason: "other hosts kept changing the region's keys; try again")
     }
+
+    /// How many times a change reads the keys again after another host changed them first.
+    static let attempts = 4
 
     /// Every key of the region: the signing one first, then the others newest first.
     public func list() async throws -> [Info] {
@@ -81,32 +95,33 @@ public final class RegionKeys: Sendable {
     /// How long a rotated-out key keeps verifying.
     private var overlap: Int64 { Int64((settings.accessLifetime + settings.leeway).rounded(.up)) }
 
-    private func addKey(retiring old: SigningKey?) async throws -> SigningKey {
+    /// Adds a new key that signs from now on and retires every key that signs now, if the keys
+    /// are still `unchanged` (as read) where the commit is made; nil when they are not.
+    private func addKey(unchanged keys: [Stored]) async throws -> SigningKey? {
         let moment = now()
         let owner = Self.owner(of: region)
         _ = try await homes.assignHome(owner, to: region)
         let key = SigningKey.generate(region: region, algorithm: settings.algorithm, now: moment)
         let seconds = Int64(moment.timeIntervalSince1970.rounded(.down))
-        let newValue = Self.encode(key, retired: nil, verifiesUntil: nil)
-        let oldValue = old.map { Self.encode($0, retired: seconds, verifiesUntil: seconds + overlap) }
+        let retiring = keys.filter { $0.retired == nil }.map(\.key)
+        var steps = keys.map {
+            ConditionalWrite.Step.expect(table: Self.table, key: Array($0.key.kid.utf8), value: $0.bytes)
+        }
+        steps.append(.expect(table: Self.table, key: Array(key.kid.utf8), value: nil))
+        steps.append(
+            .put(
+                table: Self.table, key: Array(key.kid.utf8), value: Self.encode(key, retired: nil, verifiesUntil: nil),
+                owner: owner))
+        for old in retiring {
+            let value = Self.encode(old, retired: seconds, verifiesUntil: seconds + overlap)
+            steps.append(.put(table: Self.table, key: Array(old.kid.utf8), value: value, owner: owner))
+        }
         // Published before it signs, so that no host sees a token of a key it cannot know yet.
         try await publisher.publish(try key.publicKey())
-        let winner: SigningKey? = try await onBlockingPool(database, partitionName) { partition in
-            try partition.write(durability: .durable) { tx in
-                _ = try tx.createTable(Self.table)
-                // Another host of the region made the first key meanwhile: keep it.
-                if old == nil,
-                    let existing = try Self.storedKeys(tx, region: self.region).first(where: { $0.retired == nil })
-                {
-                    return existing.key
-                }
-                try tx.put(Self.table, Array(key.kid.utf8), newValue, owner: owner)
-                if let old, let oldValue { try tx.put(Self.table, Array(old.kid.utf8), oldValue, owner: owner) }
-                return nil
-            }
-        }
-        if let winner { return winner }
-        if let old { try await publisher.publish(try old.publicKey(verifiesUntil: seconds + overlap)) }
+        let (commits, partition) = (self.commits, partitionName)
+        let written = try await wrappingAsync { try await commits.commit(ConditionalWrite(steps), to: partition) }
+        guard written else { return nil }
+        for old in retiring { try await publisher.publish(try old.publicKey(verifiesUntil: seconds + overlap)) }
         return key
     }
 
@@ -114,6 +129,8 @@ public final class RegionKeys: Sendable {
         let key: SigningKey
         let retired: Int64?
         let verifiesUntil: Int64?
+        /// The record as stored, for the expectations of the next change.
+        let bytes: [UInt8]
     }
 
     /// The signing key first, then the others newest first.
@@ -155,6 +172,7 @@ public final class RegionKeys: Sendable {
         let key = SigningKey(kid: kid, region: region, algorithm: algorithm, privateKey: privateKey, createdAt: created)
         _ = try key.publicKey()
         return Stored(
-            key: key, retired: retired == 0 ? nil : retired, verifiesUntil: verifiesUntil == 0 ? nil : verifiesUntil)
+            key: key, retired: retired == 0 ? nil : retired, verifiesUntil: verifiesUntil == 0 ? nil : verifiesUntil,
+            bytes: bytes)
     }
 }

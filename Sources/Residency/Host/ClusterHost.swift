@@ -24,8 +24,8 @@ public struct CommandResult: Sendable {
     public var stdout: [UInt8]
     public var stderr: [UInt8]
     public var status: UInt32
-    /// For a write that succeeded: the partition's newest LSN when it finished (its commit's or
-    /// a later one's), sent to a host that forwarded it.
+    /// For a write command: the partition's newest LSN when it finished (its commit's or a
+    /// later one's; also when it failed), sent to a host that forwarded it.
     public var committedLSN: UInt64?
 
     public init(stdout: [UInt8], stderr: [UInt8], status: UInt32, committedLSN: UInt64? = nil) {

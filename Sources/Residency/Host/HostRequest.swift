@@ -7,7 +7,8 @@ public struct HostAnswer: Sendable, Equatable {
     public var stdout: [UInt8]
     public var stderr: [UInt8]
     public var status: UInt32
-    /// For a forwarded write that succeeded: the partition's newest LSN when it finished.
+    /// For a forwarded write: the partition's newest LSN on the primary when it finished,
+    /// whether it succeeded or failed.
     public var committedLSN: UInt64?
 }
 

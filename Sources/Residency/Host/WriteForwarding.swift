@@ -10,9 +10,10 @@ extension ClusterHost {
     static let forwardedApplyPoll = Duration.milliseconds(2)
 
     /// Sends the command line to the primary of `partition` and returns its answer once the
-    /// local copy has reached the LSN the primary reports (at most `peer_timeout_seconds`).
-    /// Throws when the primary cannot be reached or refuses, and `forwardedNotApplied` when the
-    /// copy does not reach the commit in time (the write is committed on the primary).
+    /// local copy has reached the LSN the primary reports when the command finished, whether it
+    /// succeeded or failed (at most `peer_timeout_seconds`). Throws when the primary cannot be
+    /// reached or refuses, and `forwardedNotApplied` when the copy does not get there in time
+    /// (a write that succeeded is committed on the primary).
     public func forwardWrite(arguments: [String], input: [UInt8], partition: String) async throws -> HostAnswer {
         guard let primaryID = primary(ofReplica: partition), let primary = configuration.hosts[primaryID] else {
             throw ResidencyError.refused(
@@ -21,8 +22,12 @@ extension ClusterHost {
         let answer = try await HostRequest.send(
             arguments: arguments, input: input, to: primary.address, tls: tls, group: group,
             expected: .host(id: primaryID, region: primary.region), epoch: epoch(of: partition))
-        guard answer.status == 0, let lsn = answer.committedLSN else { return answer }
-        try await waitForCopy(of: partition, toReach: lsn, primary: primaryID)
+        guard let lsn = answer.committedLSN else { return answer }
+        do {
+            try await waitForCopy(of: partition, toReach: lsn, primary: primaryID)
+        } catch ResidencyError.forwardedNotApplied where answer.status != 0 {
+            // Nothing of this write to wait for: the caller gets the primary's refusal.
+        }
         return answer
     }
 

@@ -6,10 +6,12 @@ import PartitionDB
 /// transactions. Input and output lines: spec/cli.md#apply
 struct Apply: PDBCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply JSON lines from stdin (put, del, commit) to a partition in transactions.",
+        abstract: "Apply JSON lines from stdin (put, del, check, commit) to a partition in transactions.",
         discussion: """
             Each {"op":"commit"} line commits the operations since the previous transaction ended and \
-            prints {"committed":LSN}. A line that is invalid or refused aborts its transaction, rolls \
+            prints {"committed":LSN}. A check line ({"op":"check","table":T,"key":K,"value":V}, or \
+            without a value: the record must be absent) aborts its transaction unless the record \
+            holds exactly that (code check_failed). A line that is invalid or refused aborts its transaction, rolls \
             back all of it, and prints {"aborted":true,"error":{"code":C,"message":M}}; the lines \
             after it, up to and including the next {"op":"commit"} line, belong to the aborted \
             transaction and are discarded without being applied; the next transaction begins after \
@@ -44,6 +46,8 @@ struct Apply: PDBCommand {
     enum Operation {
         case put(table: String, key: [UInt8], value: [UInt8], owner: SubjectID?)
         case delete(table: String, key: [UInt8])
+        /// The transaction goes on only if the record holds `value` (absent when `value` is nil).
+        case check(table: String, key: [UInt8], value: [UInt8]?)
         case commit
     }
 
@@ -86,6 +90,8 @@ struct Apply: PDBCommand {
                                 try tx.put(table, key, value, owner: owner)
                             case .delete(let table, let key):
                                 try tx.delete(table, key)
+                            case .check(let table, let key, let expected):
+                                try Apply.check(tx, table, key, holds: expected, line: input.number)
                             }
                             operations += 1
                             line = try input.next()
@@ -117,6 +123,25 @@ struct Apply: PDBCommand {
             return allCommitted
         }
         if !allCommitted { throw ExitCode.failure }
+    }
+
+    /// Throws `check_failed` unless record `key` of `table` holds `expected` (is absent when
+    /// `expected` is nil; a missing table holds no record).
+    static func check(
+        _ tx: WriteTransaction, _ table: String, _ key: [UInt8], holds expected: [UInt8]?, line: Int
+    ) throws {
+        let current = try tx.hasTable(table) ? tx.get(table, key) : nil
+        guard current != expected else { return }
+        let record = "table \(Quoting.name(table)) key \(Bytes.text(key).map(Quoting.name) ?? Bytes.base64(key))"
+        let state: String
+        switch (current, expected) {
+        case (nil, _): state = "is absent, not the value the check names"
+        case (_, nil): state = "exists; the check wants it absent"
+        default: state = "holds another value than the check names"
+        }
+        throw CLIError(
+            code: "check_failed",
+            message: "line \(line): \(record) \(state); nothing of the transaction was applied (read the record again)")
     }
 
     /// Whether `line` is a commit line: one that `parse` reads as `.commit`.
@@ -192,12 +217,16 @@ struct Apply: PDBCommand {
                 value: try bytes(line.value, line.valueB64, "value"), owner: owner)
         case "del":
             return .delete(table: try table(), key: try bytes(line.key, line.keyB64, "key"))
+        case "check":
+            let expected =
+                line.value == nil && line.valueB64 == nil ? nil : try bytes(line.value, line.valueB64, "value")
+            return .check(table: try table(), key: try bytes(line.key, line.keyB64, "key"), value: expected)
         case "commit":
             return .commit
         case nil:
-            throw bad("missing op (put, del or commit)")
+            throw bad("missing op (put, del, check or commit)")
         case let op?:
-            throw bad("unknown op \"\(Quoting.name(op))\" (use put, del or commit)")
+            throw bad("unknown op \"\(Quoting.name(op))\" (use put, del, check or commit)")
         }
     }
 }

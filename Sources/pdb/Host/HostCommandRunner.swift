@@ -39,7 +39,14 @@ struct HostCommandRunner: CommandRunning {
         }
         // A write's answer goes out only once its commit satisfies the partition's commit mode
         // (spec/replication.md#commit-modes); if it does not in time, the answer is that error.
-        guard result.status == 0, let written else { return result }
+        guard let written else { return result }
+        guard result.status == 0 else {
+            // A failed write (a check that failed, a refusal) tells a forwarding host how far
+            // to wait: its copy then holds what this host saw.
+            var failed = result
+            failed.committedLSN = written.lsn.rawValue
+            return failed
+        }
         do {
             try await host.waitForCommitMode(of: written.partition, lsn: written.lsn)
             var done = result
@@ -50,8 +57,9 @@ struct HostCommandRunner: CommandRunning {
         }
     }
 
-    /// Runs the command line; with the partition a successful write command wrote and its LSN
-    /// when it finished (its own commit's, or a later one's: waiting for a later one covers it).
+    /// Runs the command line; with the partition a write command wrote and its newest LSN when
+    /// it finished, whether it succeeded or not (its own commit's, or a later one's: waiting for
+    /// a later one covers it).
     /// A write of a partition this host replicates never gets here: `run` forwards it.
     static func runNow(arguments: [String], input: [UInt8], host: ClusterHost) -> (
         CommandResult, (partition: String, lsn: LSN)?
@@ -90,10 +98,14 @@ struct HostCommandRunner: CommandRunning {
                             "`pdb \(name)` does not run on a running host; run it on the host's data directory while the host is stopped"
                     ), json: json)
             }
-            try command.run()
-            if let partition = hostCommand.writtenPartition {
-                written = (partition, try host.database.partition(partition).lastLSN)
+            defer {
+                if let partition = hostCommand.writtenPartition,
+                    let lsn = try? host.database.partition(partition).lastLSN
+                {
+                    written = (partition, lsn)
+                }
             }
+            try command.run()
             return 0
         } catch {
             let code = PDB.exitCode(for: error)

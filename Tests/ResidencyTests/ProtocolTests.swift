@@ -27,6 +27,8 @@ final class ProtocolTests: XCTestCase {
         .fenced(fileID: [9, 9], durableLSN: 31, copyEpoch: 2),
         .newerEpoch(partition: "global", primary: "us-1"),
         .cut(commonLSN: 17),
+        .publishKey(kid: "k1", region: "eu", entry: Array(#"{"v":1,"region":"eu"}"#.utf8)),
+        .keyPublished(lsn: 99),
     ]
 
     func testEveryMessageRoundTrips() throws {
@@ -59,7 +61,7 @@ final class ProtocolTests: XCTestCase {
             .acknowledgement: "acknowledgement", .refusal: "refusal", .request: "request", .output: "output",
             .exit: "exit", .heartbeat: "heartbeat", .committed: "committed",
             .assignHome: "assign home", .homeAssigned: "home assigned", .fence: "fence", .fenced: "fenced",
-            .newerEpoch: "newer epoch", .cut: "cut",
+            .newerEpoch: "newer epoch", .cut: "cut", .publishKey: "publish key", .keyPublished: "key published",
         ]
         XCTAssertEqual(rows.count, MessageType.allCases.count)
         for (number, name) in rows {

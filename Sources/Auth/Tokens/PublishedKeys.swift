@@ -1,5 +1,6 @@
 import Foundation
 import PartitionDB
+import Residency
 
 /// Where the regions' public signing keys are published, so every host of every region can
 /// verify every region's tokens offline (spec/auth.md#key-distribution).
@@ -12,17 +13,25 @@ public protocol KeyPublishing: Sendable {
 
 /// The published keys in the reserved table `pdb.jwks` of this database's global partition:
 /// key the `kid`, value `{"v":1,"region":…,"verifies_until":…,"jwk":{…}}`. Public keys are
-/// not personal data, so they may cross regions with the directory. Writes go to this host's
-/// own copy: on a cluster host that is not the directory's primary they must be forwarded
-/// (not built yet).
+/// not personal data, so they may cross regions with the directory. Reads come from this
+/// host's copy; writes go to the database itself, or with a `host` to the directory's primary
+/// (`ClusterHost.publishKey`, forwarded from any other host).
 public final class DirectoryKeyPublisher: KeyPublishing {
-    public static let table = "pdb.jwks"
+    public static let table = ClusterHost.publishedKeysTable
     private let database: Database
+    private let host: ClusterHost?
 
-    public init(database: Database) { self.database = database }
+    public init(database: Database, host: ClusterHost? = nil) {
+        self.database = database
+        self.host = host
+    }
 
     public func publish(_ key: PublicSigningKey) async throws {
         let value = Self.encode(key)
+        if let host {
+            try await wrappingAsync { try await host.publishKey(kid: key.kid, entry: value) }
+            return
+        }
         try await onBlockingPool(database, Database.globalPartitionName) { global in
             try global.writeReserved(durability: .durable) { tx in
                 _ = try tx.createTable(Self.table)

@@ -20,6 +20,25 @@ extension ClusterHost: HomeAssigning {
             let (created, _, _) = try await assignHere(subject, to: region)
             return created
         }
+        let (created, home, lsn) = try await askDirectoryPrimary(
+            Frame(epoch: role.epoch, .assignHome(subject: subject.rawValue, region: region.name)),
+            primaryID: primaryID, primary: primary
+        ) { message -> (Bool, String, UInt64)? in
+            guard case .homeAssigned(let created, let home, let lsn) = message else { return nil }
+            return (created, home, lsn)
+        }
+        try await waitForCopy(of: global, toReach: lsn, primary: primaryID)
+        guard home == region.name else { throw ResidencyError.alreadyRegistered(subject: subject.rawValue, home: home) }
+        return created
+    }
+
+    /// Sends `request` to the directory's primary over a connection of its own (checking that
+    /// the peer is that host) and returns what `answer` reads from its reply; a refusal throws
+    /// `refused`, another reply `malformedMessage`.
+    func askDirectoryPrimary<T: Sendable>(
+        _ request: Frame, primaryID: String, primary: HostConfiguration.Peer,
+        _ answer: @escaping @Sendable (Message) -> T?
+    ) async throws -> T {
         let connection = try await FrameTransport.connect(to: primary.address, tls: tls, group: group)
         guard connection.peer == .host(id: primaryID, region: primary.region) else {
             await connection.close()
@@ -27,24 +46,19 @@ extension ClusterHost: HomeAssigning {
                 code: "identity_mismatch",
                 message: "\(primary.address) is \(connection.peer), not \(primaryID), the directory's primary")
         }
-        let (created, home, lsn) = try await connection.run { inbound, outbound in
-            try await outbound.write(
-                Frame(epoch: role.epoch, .assignHome(subject: subject.rawValue, region: region.name)))
+        return try await connection.run { inbound, outbound in
+            try await outbound.write(request)
             for try await frame in inbound {
-                switch frame.message {
-                case .homeAssigned(let created, let home, let lsn): return (created, home, lsn)
-                case .refusal(let code, let message): throw ResidencyError.refused(code: code, message: message)
-                default:
-                    throw ResidencyError.malformedMessage(
-                        reason: "the directory's primary answered an assignment with \(frame.message.type)")
+                if let value = answer(frame.message) { return value }
+                if case .refusal(let code, let message) = frame.message {
+                    throw ResidencyError.refused(code: code, message: message)
                 }
+                throw ResidencyError.malformedMessage(
+                    reason: "the directory's primary answered \(request.message.type) with \(frame.message.type)")
             }
             throw ResidencyError.connection(
                 address: primary.address.description, reason: "the directory's primary closed the connection")
         }
-        try await waitForCopy(of: global, toReach: lsn, primary: primaryID)
-        guard home == region.name else { throw ResidencyError.alreadyRegistered(subject: subject.rawValue, home: home) }
-        return created
     }
 
     /// The assignment on the directory's primary: whether it made the entry, the subject's home
@@ -65,15 +79,22 @@ extension ClusterHost: HomeAssigning {
         return (created, home, lsn)
     }
 
+    /// The sending host, its region and the directory's role here, when this host serves the
+    /// directory as its primary and the sender is one of its configured replicas.
+    func directoryReplica(_ peer: PeerIdentity) -> (id: String, region: Region, role: PartitionRole)? {
+        guard case .host(let id, let region) = peer, let role = roles[Database.globalPartitionName],
+            role.serving != nil, role.members.contains(id)
+        else { return nil }
+        return (id, region, role)
+    }
+
     /// A host's `assign home`, on the directory's primary: only from a configured replica of
     /// the directory, and only for a valid subject id and region.
     func serveHomeAssignment(
         _ connection: FrameConnection, outbound: NIOAsyncChannelOutboundWriter<Frame>, subject: String, region: String
     ) async throws {
         let global = Database.globalPartitionName
-        guard case .host(let id, _) = connection.peer, let role = roles[global], role.serving != nil,
-            role.members.contains(id)
-        else {
+        guard let (id, _, role) = directoryReplica(connection.peer) else {
             return await refuse(
                 connection, outbound, code: "not_a_replica",
                 "\(configuration.host) takes assignments only from the hosts that replicate its directory",

@@ -45,10 +45,15 @@ extension ClusterHost {
                     guard await checkForwardedEpoch(first.epoch, of: Database.globalPartitionName, connection, outbound)
                     else { return }
                     try await serveHomeAssignment(connection, outbound: outbound, subject: subject, region: region)
+                case .publishKey(let kid, let region, let entry):
+                    guard await checkForwardedEpoch(first.epoch, of: Database.globalPartitionName, connection, outbound)
+                    else { return }
+                    try await serveKeyPublication(
+                        connection, outbound: outbound, kid: kid, region: region, entry: entry)
                 default:
                     await refuse(
                         connection, outbound, code: "unexpected_message",
-                        "a connection starts with hello, fence, request or assign home")
+                        "a connection starts with hello, fence, request, assign home or publish key")
                 }
             }
         } catch {

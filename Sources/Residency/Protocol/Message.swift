@@ -82,6 +82,8 @@ public enum MessageType: UInt8, CaseIterable, Sendable {
     case fenced = 17
     case newerEpoch = 18
     case cut = 19
+    case publishKey = 20
+    case keyPublished = 21
 }
 
 public enum Message: Equatable, Sendable {
@@ -138,6 +140,13 @@ public enum Message: Equatable, Sendable {
     /// after `commonLSN` that the partition's history does not have; it keeps its copy aside
     /// before the snapshot replaces it (spec/replication.md#rejoin).
     case cut(commonLSN: UInt64)
+    /// A host to the directory's primary: store the public signing key `kid` of the sender's
+    /// own region, `region`, as `entry` in the directory's table of published keys
+    /// (spec/replication.md#write-forwarding).
+    case publishKey(kid: String, region: String, entry: [UInt8])
+    /// The directory's primary's answer: the directory's newest LSN once the key is stored,
+    /// which the asking host's copy must reach before it returns.
+    case keyPublished(lsn: UInt64)
 
     /// 3: epochs, fences and rejoin; a hello's frame carries the copy's epoch
     /// (spec/replication.md#version-history).
@@ -181,6 +190,8 @@ public enum Message: Equatable, Sendable {
         case .fenced: return .fenced
         case .newerEpoch: return .newerEpoch
         case .cut: return .cut
+        case .publishKey: return .publishKey
+        case .keyPublished: return .keyPublished
         }
     }
 
@@ -247,6 +258,12 @@ public enum Message: Equatable, Sendable {
             writer.short(fileID)
             writer.u64(lsn)
             writer.u64(copyEpoch)
+        case .publishKey(let kid, let region, let entry):
+            writer.short(Array(kid.utf8))
+            writer.short(Array(region.utf8))
+            writer.long(entry)
+        case .keyPublished(let lsn):
+            writer.u64(lsn)
         case .cut(let lsn):
             writer.u64(lsn)
         }
@@ -345,6 +362,10 @@ public enum Message: Equatable, Sendable {
             return .newerEpoch(partition: try reader.text(), primary: try reader.text())
         case .cut:
             return .cut(commonLSN: try reader.u64())
+        case .publishKey:
+            return .publishKey(kid: try reader.text(), region: try reader.text(), entry: try reader.long())
+        case .keyPublished:
+            return .keyPublished(lsn: try reader.u64())
         }
     }
 }

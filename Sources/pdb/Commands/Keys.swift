@@ -4,7 +4,9 @@ import Foundation
 import PartitionDB
 import Residency
 
-/// `pdb keys list|rotate DIR`: the region's token signing keys (spec/auth.md#signing-keys).
+/// `pdb keys list|rotate DIR|pdb://…`: the region's token signing keys
+/// (spec/auth.md#signing-keys). On a running host a rotation writes the keys on the region's
+/// primary and publishes the public key on the directory's primary, from any host.
 struct Keys: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List and rotate the region's access-token signing keys.",
@@ -37,6 +39,12 @@ struct KeyOptions: ParsableArguments {
         let settings = TokenSettings(
             issuerBase: "", audience: "", accessLifetime: TimeInterval(accessLifetime), leeway: TimeInterval(leeway),
             algorithm: algorithm)
+        // On a running host (`pdb://`), through the host: its writes go to the primaries.
+        if let host = HostSession.current?.host as? ClusterHost {
+            return RegionKeys(
+                database: database, partition: partition, homes: host,
+                publisher: DirectoryKeyPublisher(database: database, host: host), settings: settings, commits: host)
+        }
         return RegionKeys(
             database: database, partition: partition, homes: residency,
             publisher: DirectoryKeyPublisher(database: database), settings: settings)
@@ -105,4 +113,14 @@ struct KeysRotate: PDBCommand {
         if json { return try output.json(Report(kid: key.kid, algorithm: key.algorithm.rawValue)) }
         try output.line("signing key \(key.kid) (\(key.algorithm.rawValue)) signs from now on")
     }
+}
+
+// Both run on a running host; neither is forwarded as a command line, since a rotation's writes
+// are forwarded one by one (conditional writes and the key's publication).
+extension KeysList: HostCommand {
+    var writtenPartition: String? { nil }
+}
+
+extension KeysRotate: HostCommand {
+    var writtenPartition: String? { nil }
 }

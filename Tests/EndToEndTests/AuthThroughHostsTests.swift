@@ -18,24 +18,21 @@ final class AuthThroughHostsTests: PDBTestCase {
         }
     }
 
-    /// A host of the cluster run in this process, with the auth layer on top.
+    /// A host of the cluster run in this process, with the auth layer its configuration sets up
+    /// (`AuthService`: the subject key, policy and settings `pdb cluster init` wrote).
     private struct Site {
         let host: ClusterHost
         let database: Database
         let running: Task<Void, Never>
-        let users: PartitionUserStore
-        let authenticator: Authenticator
-        let refreshTokens: RefreshTokens
-        let sessions: Sessions
-        let verifier: TokenVerifier
-        let publisher: DirectoryKeyPublisher
-        let keys: RegionKeys
+        let auth: AuthService
+        var users: PartitionUserStore { auth.users }
+        var authenticator: Authenticator { auth.authenticator }
+        var sessions: Sessions { auth.sessions }
+        var keys: RegionKeys { auth.keys }
 
         /// Starts the host, and once its copy of `users` is there (a replica receives it from
         /// the primary) builds the auth layer on it.
-        init(config: String, hasher: PasswordHasher, policy: CountryRegionPolicy, settings: TokenSettings)
-            async throws
-        {
+        init(config: String) async throws {
             let configuration = try HostConfiguration.load(config)
             database = try Database.openAsCreated(at: configuration.dataDirectory)
             var logger = Logger(label: "test.\(configuration.host)")
@@ -48,24 +45,14 @@ final class AuthThroughHostsTests: PDBTestCase {
             while try !database.partitionNames().contains("users"), Date() < deadline {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            let directory = try ResidencyDirectory(database: database)
-            users = try PartitionUserStore(database: database, commits: host)
-            authenticator = Authenticator(
-                region: database.region, subjects: try SubjectKey(bytes: Array(repeating: 9, count: 32)),
-                hasher: hasher, homes: host, users: users, preSignUp: CountryPolicySignUpHook(policy: policy),
-                preAuthentication: DirectoryPreAuthenticationHook(directory: directory, region: database.region))
-            publisher = DirectoryKeyPublisher(database: database)
-            keys = RegionKeys(
-                database: database, homes: host, publisher: publisher, settings: settings, commits: host)
-            refreshTokens = RefreshTokens(database: database, commits: host)
-            sessions = Sessions(issuer: TokenIssuer(keys: keys), refreshTokens: refreshTokens, users: users)
-            verifier = TokenVerifier(settings: settings, directory: directory)
+            auth = try AuthService(host: host)
         }
 
         func stop() async throws {
             host.stop()
             _ = await running.value
             await host.shutdown()
+            await auth.shutdown()
             try database.close()
         }
     }
@@ -86,14 +73,8 @@ final class AuthThroughHostsTests: PDBTestCase {
                 primary.waitUntilExit()
             }
         }
-        let hasher = try PasswordHasher(parameters: PasswordParameters(memoryKiB: 256, iterations: 1, parallelism: 1))
-        let policy = try CountryRegionPolicy(
-            defaultRegion: try Region("us"), regions: [try Region("eu"): [CountryCode("DE")!]])
-        let settings = TokenSettings(issuerBase: "https://auth.example.com", audience: "pdb-api")
-        let eu2 = try await Site(
-            config: cluster + "/hosts/eu-2/config.json", hasher: hasher, policy: policy, settings: settings)
-        let us1 = try await Site(
-            config: cluster + "/hosts/us-1/config.json", hasher: hasher, policy: policy, settings: settings)
+        let eu2 = try await Site(config: cluster + "/hosts/eu-2/config.json")
+        let us1 = try await Site(config: cluster + "/hosts/us-1/config.json")
         // eu-2 signs with the key it received from eu-1, never one of its own.
         let keysArrive = Date().addingTimeInterval(60)
         while try await eu2.keys.list().isEmpty, Date() < keysArrive { try await Task.sleep(for: .milliseconds(50)) }
@@ -147,8 +128,8 @@ final class AuthThroughHostsTests: PDBTestCase {
         let deadline = Date().addingTimeInterval(30)
         var verified: VerifiedAccess? = nil
         while verified == nil, Date() < deadline {
-            try await us1.verifier.setKeys(us1.publisher.publishedKeys())
-            verified = try? us1.verifier.verify(refreshed.accessToken)
+            try await us1.auth.reloadKeys()
+            verified = try? us1.auth.verifier.verify(refreshed.accessToken)
             if verified == nil { try await Task.sleep(for: .milliseconds(50)) }
         }
         XCTAssertEqual(verified?.subject, ana)

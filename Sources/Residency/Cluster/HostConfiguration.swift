@@ -62,6 +62,8 @@ public struct HostConfiguration: Sendable, Equatable {
     /// How long a commit in `quorum` mode waits for its acknowledgements before it fails with
     /// its outcome unknown (`ResidencyError.commitOutcomeUnknown`).
     public var quorumTimeoutMilliseconds: UInt64 = 5_000
+    /// The auth layer's settings (spec/config.md#auth); nil when the host serves no auth.
+    public var auth: AuthSettings?
 
     public init(
         file: String, host: String, region: Region, dataDirectory: String, tlsDirectory: String, listen: HostAddress,
@@ -81,6 +83,16 @@ public struct HostConfiguration: Sendable, Equatable {
 
     public var identity: PeerIdentity { .host(id: host, region: region) }
 
+    /// A path as the file writes it, made absolute: relative paths are taken from the file's
+    /// folder.
+    public func resolve(_ path: String) -> String {
+        Self.resolve(path, base: (file as NSString).deletingLastPathComponent)
+    }
+
+    static func resolve(_ path: String, base: String) -> String {
+        path.hasPrefix("/") || base.isEmpty ? path : (base as NSString).appendingPathComponent(path)
+    }
+
     public func placement(of partition: String) -> PartitionPlacement? {
         partitions.first { $0.name == partition }
     }
@@ -92,16 +104,14 @@ public struct HostConfiguration: Sendable, Equatable {
 
     static func parse(_ root: Any, file: String) throws -> HostConfiguration {
         let base = (file as NSString).deletingLastPathComponent
-        func resolve(_ path: String) -> String {
-            path.hasPrefix("/") || base.isEmpty ? path : (base as NSString).appendingPathComponent(path)
-        }
+        func resolve(_ path: String) -> String { Self.resolve(path, base: base) }
         let reader = ConfigurationReader(file: file)
         let top = try reader.object(root, at: "")
         try reader.allowOnly(
             top, at: "",
             [
                 "version", "host", "region", "data_directory", "tls_directory", "listen", "metrics_listen", "hosts",
-                "partitions", "retention", "peer_timeout_seconds", "quorum_timeout_ms",
+                "partitions", "retention", "peer_timeout_seconds", "quorum_timeout_ms", "auth",
             ])
         let version = try reader.integer(top, "version", at: "")
         guard version == UInt64(Self.version) else {
@@ -214,6 +224,11 @@ public struct HostConfiguration: Sendable, Equatable {
             metricsListen: metrics, hosts: hosts, partitions: placements, retention: retention)
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.quorumTimeoutMilliseconds = quorumTimeout
+        if let value = top["auth"] {
+            configuration.auth = try AuthSettings.parse(
+                value, reader: reader, partitions: placements, hostRegions: Set(hosts.values.map(\.region)),
+                resolve: resolve)
+        }
         return configuration
     }
 
@@ -235,6 +250,7 @@ public struct HostConfiguration: Sendable, Equatable {
             "peer_timeout_seconds": peerTimeoutSeconds, "quorum_timeout_ms": quorumTimeoutMilliseconds,
         ]
         if let metricsListen { root["metrics_listen"] = metricsListen.description }
+        if let auth { root["auth"] = auth.json }
         let data = try! JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self) + "\n"
     }

@@ -41,6 +41,27 @@ public struct CountryRegionPolicy: Sendable, Equatable {
     /// Every region the policy can answer.
     public var regions: Set<Region> { Set(rules.values).union([defaultRegion]) }
 
+    /// This policy for a cluster of `regions` only: the rules of other regions are dropped (their
+    /// countries fall to the default), and a default that is not among them becomes `fallback`.
+    public func restricted(to regions: Set<Region>, fallback: Region) throws -> CountryRegionPolicy {
+        var kept: [Region: [CountryCode]] = [:]
+        for (code, region) in rules where regions.contains(region) { kept[region, default: []].append(code) }
+        return try CountryRegionPolicy(
+            defaultRegion: regions.contains(defaultRegion) ? defaultRegion : fallback,
+            regions: kept.mapValues { $0.sorted { $0.description < $1.description } })
+    }
+
+    /// The policy in the file form `load` reads (codes sorted, one region per key).
+    public var json: String {
+        var regions: [String: [String]] = [:]
+        for (code, region) in rules { regions[region.name, default: []].append(code.description) }
+        let root: [String: Any] = [
+            "version": 1, "default": defaultRegion.name, "regions": regions.mapValues { $0.sorted() },
+        ]
+        let data = try! JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
     /// Reads a policy file (spec/auth.md#country-policy): `{"version": 1, "default": "us",
     /// "regions": {"eu": ["DE", "FR"], "us": ["US", "CA"]}}`. An unknown key, a code that is not
     /// ISO 3166, or a code in two regions is refused with the file and the key named.

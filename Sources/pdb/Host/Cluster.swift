@@ -1,11 +1,12 @@
 import ArgumentParser
+import Auth
 import Foundation
 import PartitionDB
 import Residency
 
 /// `pdb cluster init DIR --regions eu:2,us:1,ap:1`: a whole cluster on this machine for trying
 /// and testing (spec/cli.md#cluster-init): a CA, a certificate and a config per host, an operator
-/// certificate, and a data directory per host.
+/// certificate, a data directory per host, and the auth layer's subject key and country policy.
 struct Cluster: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Lay out a local cluster of hosts on loopback ports.", subcommands: [ClusterInit.self])
@@ -36,6 +37,20 @@ struct ClusterInit: PDBCommand {
             "The regional partitions' commit mode: async, or quorum:N (a commit waits for N replicas).",
             discussion: "The directory keeps its default, quorum:1 when it has replicas."))
     var commitMode: String = "async"
+
+    @Option(help: "The tokens' issuer: each region's is this URL + /REGION (https, or http on loopback).")
+    var issuerBase = "https://auth.example.com"
+
+    @Option(help: "The access tokens' audience.")
+    var audience = "pdb-api"
+
+    @Option(
+        help: ArgumentHelp(
+            "A country-to-region policy file (spec/auth.md#country-policy) to copy into the cluster.",
+            discussion:
+                "Default: the built-in sample, without the rules of regions the cluster has no hosts in (their countries go to the default region, or to the first region when the sample's default is not in the cluster)."
+        ))
+    var policy: String?
 
     struct Layout {
         var regions: [(region: Region, hosts: Int)]
@@ -74,6 +89,13 @@ struct ClusterInit: PDBCommand {
                 "--commit-mode \(mode) waits for \(count) replicas, but region \(small.0) has \(small.1) host(s), so \(small.1 - 1) replica(s)"
             )
         }
+        guard AuthSettings.isIssuerBase(issuerBase) else {
+            throw ValidationError(
+                "--issuer-base must be an https URL without a trailing / (http only on 127.0.0.1 or localhost)")
+        }
+        guard !audience.isEmpty, audience.utf8.count <= 200,
+            audience.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) })
+        else { throw ValidationError("--audience must be 1 to 200 printable ASCII characters without spaces") }
         return Layout(regions: result, partitions: names, commitMode: mode)
     }
 
@@ -128,6 +150,8 @@ struct ClusterInit: PDBCommand {
             metrics[host.id] = HostAddress(host: "127.0.0.1", port: basePort + order.count + index)
         }
         let directoryPrimary = order[0].id
+        let auth = try writeAuthFiles(
+            path("auth"), regions: layout.regions.map(\.region), partitions: layout.partitions)
         var entries: [HostEntry] = []
         for (id, region) in order {
             try ClusterCertificates.issue(.host(id: id, region: region), authority: ca, into: path("hosts", id, "tls"))
@@ -152,10 +176,11 @@ struct ClusterInit: PDBCommand {
                 throw error
             }
             try database.close()
-            let configuration = HostConfiguration(
+            var configuration = HostConfiguration(
                 file: path("hosts", id, "config.json"), host: id, region: region, dataDirectory: "data",
                 tlsDirectory: "tls", listen: peers[id]!.address, metricsListen: metrics[id], hosts: peers,
                 partitions: placements.sorted { $0.name < $1.name }, retention: .init())
+            configuration.auth = auth
             let text = configuration.json(dataDirectory: "data", tlsDirectory: "tls")
             guard manager.createFile(atPath: configuration.file, contents: Data(text.utf8)) else {
                 throw CLIError(code: "io", message: "cannot write \(Quoting.path(configuration.file))")
@@ -180,5 +205,36 @@ struct ClusterInit: PDBCommand {
             try output.line("  export PDB_TLS=\(operatorTLS)")
             try output.line("  pdb info pdb://\(entries[0].address)")
         }
+    }
+
+    /// Writes the cluster's subject key (32 random bytes as 64 hex digits, readable by the owner
+    /// only) and its country policy into `folder`; returns the hosts' `auth` section, which
+    /// names them from each host's folder.
+    func writeAuthFiles(_ folder: String, regions: [Region], partitions: [String]) throws -> AuthSettings {
+        let chosen: CountryRegionPolicy
+        if let policy {
+            chosen = try CountryRegionPolicy.load(policy)
+            if let lost = chosen.regions.sorted().first(where: { !regions.contains($0) }) {
+                throw CLIError(
+                    code: "usage",
+                    message: "\(Quoting.path(policy)) sends people to region \(lost), which the cluster has no hosts in"
+                )
+            }
+        } else {
+            chosen = try CountryRegionPolicy.sample.restricted(to: Set(regions), fallback: regions[0])
+        }
+        let manager = FileManager.default
+        try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let keyFile = (folder as NSString).appendingPathComponent("subject-key")
+        let hex = SubjectKey.random().map { String(format: "%02x", $0) }.joined() + "\n"
+        let policyFile = (folder as NSString).appendingPathComponent("residency-policy.json")
+        guard manager.createFile(atPath: keyFile, contents: Data(hex.utf8), attributes: [.posixPermissions: 0o600]),
+            manager.createFile(atPath: policyFile, contents: Data(chosen.json.utf8))
+        else { throw CLIError(code: "io", message: "cannot write the auth files in \(Quoting.path(folder))") }
+        var settings = AuthSettings(
+            subjectKeyFile: "../../auth/subject-key", policyFile: "../../auth/residency-policy.json", policy: chosen,
+            issuerBase: issuerBase, audience: audience)
+        settings.partition = partitions.contains("users") ? "users" : partitions[0]
+        return settings
     }
 }

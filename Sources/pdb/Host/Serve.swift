@@ -1,4 +1,5 @@
 import ArgumentParser
+import Auth
 import Dispatch
 import Foundation
 import Logging
@@ -19,6 +20,8 @@ struct Serve: PDBCommand {
 
     func execute() throws {
         let configuration = try HostConfiguration.load(config)
+        // The auth section's files are checked before anything starts, like the rest.
+        if configuration.auth != nil { try AuthService.check(configuration) }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .info
@@ -40,13 +43,19 @@ struct Serve: PDBCommand {
             }
             let failure = ServeFailure()
             let done = DispatchSemaphore(value: 0)
+            let authLogger = logger
             Task {
+                // The auth layer starts beside the host: a replica waits for its copy first.
+                let auth =
+                    configuration.auth == nil ? nil : Task { await AuthService.start(on: host, logger: authLogger) }
                 do {
                     try await host.run()
                 } catch {
                     failure.error = error
                 }
                 host.stop()
+                auth?.cancel()
+                await auth?.value?.shutdown()
                 await host.shutdown()
                 done.signal()
             }

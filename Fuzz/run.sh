@@ -114,9 +114,9 @@ build_all() {
     local plain_flags=(-swift-version 5 -suppress-warnings -Onone)
     mapfile -t engine < <(sources Sources/PartitionDB)
     build_module PartitionDB engine_flags "${engine[@]}"
-    # The layers of Residency without SwiftNIO: the directory, the wire protocol, the retained-log
+    # The layers of Residency without SwiftNIO: the directory, the audit, the wire protocol, the retained-log
     # segment format, and the configuration reader the directory's country policy uses.
-    mapfile -t residency < <(sources Sources/Residency/Directory Sources/Residency/Protocol Sources/Residency/Retention Sources/Residency/ResidencyError.swift Sources/Residency/Cluster/ConfigurationReader.swift Sources/Residency/Cluster/PeerIdentity.swift)
+    mapfile -t residency < <(sources Sources/Residency/Directory Sources/Residency/Protocol Sources/Residency/Retention Sources/Residency/Audit Sources/Residency/ResidencyError.swift Sources/Residency/Cluster/ConfigurationReader.swift Sources/Residency/Cluster/PeerIdentity.swift)
     build_module Residency engine_flags "${residency[@]}"
     local parser
     parser=$(argument_parser_checkout)

@@ -9,9 +9,7 @@ import PartitionDB
 /// certificate names it: the hosts of a region hold that region's private keys, no others.
 extension ClusterHost {
     /// The directory's table of published keys.
-    public static let publishedKeysTable = "pdb.jwks"
-    /// The most bytes of a published key's entry (a JWK and a few fields need a few hundred).
-    static let maxPublishedKeyEntry = 8192
+    public static let publishedKeysTable = PublishedKey.table
 
     /// Stores `entry` as the published key `kid` of this host's region; returns once this
     /// host's copy of the directory holds it. Throws `refused` (`invalid_key_entry` for an entry
@@ -19,7 +17,7 @@ extension ClusterHost {
     public func publishKey(kid: String, entry: [UInt8]) async throws {
         let global = Database.globalPartitionName
         let region = configuration.region.name
-        if let problem = Self.problem(kid: kid, region: region, entry: entry) {
+        if let problem = PublishedKey.problem(kid: kid, region: region, entry: entry) {
             throw ResidencyError.refused(code: "invalid_key_entry", message: problem)
         }
         guard let role = roles[global], let primary = configuration.hosts[role.primary] else {
@@ -75,7 +73,7 @@ extension ClusterHost {
                 "\(id) is a host of \(hostRegion); it may publish keys of \(hostRegion) only, not of \(region)",
                 partition: global)
         }
-        if let problem = Self.problem(kid: kid, region: region, entry: entry) {
+        if let problem = PublishedKey.problem(kid: kid, region: region, entry: entry) {
             return await refuse(connection, outbound, code: "invalid_key_entry", problem, partition: global)
         }
         do {
@@ -85,26 +83,5 @@ extension ClusterHost {
         } catch let error as ResidencyError {
             await refuse(connection, outbound, code: error.code, error.description, partition: global)
         }
-    }
-
-    /// What is wrong with a key entry, or nil: the kid is 1 to 64 base64url characters; the
-    /// entry at most 8 KiB of JSON, an object with `"v":1`, `"region"` the given region, and a
-    /// `"jwk"` object without a private part (`d`). The JWK itself is the auth layer's to check.
-    static func problem(kid: String, region: String, entry: [UInt8]) -> String? {
-        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-        guard (1...64).contains(kid.utf8.count), kid.utf8.allSatisfy(allowed.contains) else {
-            return "a key id is 1 to 64 base64url characters"
-        }
-        guard entry.count <= maxPublishedKeyEntry else {
-            return "key \(kid): its entry has \(entry.count) bytes, more than \(maxPublishedKeyEntry)"
-        }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(entry)) as? [String: Any],
-            object["v"] as? Int == 1, let jwk = object["jwk"] as? [String: Any]
-        else { return "key \(kid): its entry is not a JSON object with \"v\":1 and a \"jwk\" object" }
-        guard object["region"] as? String == region else {
-            return "key \(kid): its entry names region \(object["region"] ?? "none"), not \(region)"
-        }
-        guard jwk["d"] == nil else { return "key \(kid): its JWK has a private part (d); publish the public key only" }
-        return nil
     }
 }

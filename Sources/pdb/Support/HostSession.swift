@@ -63,6 +63,14 @@ extension HomeList: HostCommand {
     var writtenPartition: String? { nil }
 }
 
+extension Audit: HostCommand {
+    var writtenPartition: String? { nil }
+}
+
+extension Export: HostCommand {
+    var writtenPartition: String? { nil }
+}
+
 extension HomeSet: HostCommand {
     var writtenPartition: String? { Database.globalPartitionName }
 }

@@ -1,0 +1,130 @@
+import Foundation
+import PartitionDB
+import Residency
+import XCTest
+
+/// `pdb export` (a subject's records, through the owner index) and `pdb audit` (every record in
+/// its owner's home region, a directory of pseudonyms): spec/cli.md#export, spec/cli.md#audit.
+final class SubjectRightsCommandTests: ClusterTestCase {
+    func put(_ table: String, _ key: String, _ value: String, owner: String) -> String {
+        #"{"op":"put","table":"\#(table)","key":"\#(key)","value":"\#(value)","owner":"\#(owner)"}"#
+    }
+
+    func testExportGivesEveryRecordOfTheSubjectAsApplyLines() throws {
+        try makeDatabase()
+        assertExit(try pdb("home", "set", db, "carol", "eu"), 0)
+        assertExit(try pdb("create-partition", db, "orders"), 0)
+        let users = [
+            put("profile", "alice", "Alice A.", owner: "alice"), put("profile", "carol", "Carol C.", owner: "carol"),
+            put("notes", "n1", "alice's note", owner: "alice"), #"{"op":"commit"}"#,
+        ]
+        assertExit(try pdb("apply", db, "users", stdin: users.joined(separator: "\n") + "\n"), 0)
+        let orders = [put("orders", "o-1", "2 books", owner: "alice"), #"{"op":"commit"}"#]
+        assertExit(try pdb("apply", db, "orders", stdin: orders.joined(separator: "\n") + "\n"), 0)
+
+        let export = try pdb("export", db, "alice")
+        assertExit(export, 0)
+        let lines = try export.objects()
+        XCTAssertEqual(
+            lines.map { "\($0["op"] ?? "?") \($0["partition"] ?? "?") \($0["table"] ?? "-") \($0["key"] ?? "-")" },
+            [
+                "put orders orders o-1", "commit orders - -", "put users profile alice", "put users notes n1",
+                "commit users - -",
+            ])
+        XCTAssertEqual(lines[3]["value"] as? String, "alice's note")
+        XCTAssertEqual(lines[3]["owner"] as? String, "alice")
+        XCTAssertEqual(lines[4]["records"] as? Int, 2)
+        XCTAssertEqual(lines[4]["lsn"] as? Int, 1, "the commit the partition was read at")
+        XCTAssertFalse(export.stdout.contains("Carol"), "another subject's records are not exported")
+
+        // The lines of one partition are apply's input: they rebuild the records elsewhere.
+        let copy = root.appendingPathComponent("copy").path
+        assertExit(try pdb("init", copy, "--region", "eu"), 0)
+        assertExit(try pdb("create-partition", copy, "users"), 0)
+        assertExit(try pdb("home", "set", copy, "alice", "eu"), 0)
+        let usersLines = export.lines.filter { $0.contains(#""partition":"users""#) }.joined(separator: "\n")
+        let applied = try pdb("apply", copy, "users", stdin: usersLines + "\n")
+        assertExit(applied, 0)
+        XCTAssertEqual(try pdb("export", copy, "alice").lines.filter { $0.contains("put") }.count, 2)
+
+        let nobody = try pdb("export", db, "dave")
+        assertExit(nobody, 0)
+        XCTAssertEqual(nobody.stdout, "", "a subject without records here gets nothing")
+        assertExit(try pdb("export", db, ""), 64)
+    }
+
+    func testTheAuditIsCleanAndFindsPlantedViolations() throws {
+        try makeDatabase()
+        let users = [put("profile", "alice", "Alice A.", owner: "alice"), #"{"op":"commit"}"#]
+        assertExit(try pdb("apply", db, "users", stdin: users.joined(separator: "\n") + "\n"), 0)
+        let clean = try pdb("audit", db, "--json")
+        assertExit(clean, 0)
+        let report = try clean.object()
+        XCTAssertEqual(report["clean"] as? Bool, true)
+        XCTAssertEqual((report["directory"] as? [String: Any])?["homes"] as? Int, 2)
+        let partitions = try XCTUnwrap(report["partitions"] as? [[String: Any]])
+        XCTAssertEqual(partitions.first?["records"] as? Int, 1)
+        XCTAssertEqual(partitions.first?["subjects"] as? Int, 1)
+        let text = try pdb("audit", db)
+        assertExit(text, 0)
+        XCTAssertEqual(text.lines.last, "clean: every record is in its subject's home region (eu)")
+
+        // Behind the directory's back (the engine's reserved write, as a test hook): alice's
+        // home moves to us, an e-mail address becomes a subject id, and a table of free text
+        // appears in the directory.
+        let database = try Database.openAsCreated(at: db)
+        let global = try database.globalPartition()
+        try global.writeReserved { tx in
+            try tx.put(ResidencyDirectory.table, Array("alice".utf8), Array("us".utf8))
+            try tx.put(ResidencyDirectory.table, Array("ana@example.com".utf8), Array("eu".utf8))
+        }
+        try global.write { tx in try tx.put("contacts", Array("ana".utf8), Array("ana@example.com".utf8)) }
+        try database.close()
+
+        let found = try pdb("audit", db, "--json")
+        assertExit(found, 1)
+        let violations = try XCTUnwrap(try found.object()["violations"] as? [[String: Any]])
+        XCTAssertEqual(
+            violations.map { "\($0["kind"] ?? "?") \($0["table"] ?? "-") \($0["key"] ?? "-")" }.sorted(),
+            [
+                "foreign_record profile alice", "personal_data_shaped homes ana@example.com",
+                "unexpected_table contacts -",
+            ])
+        let people = try pdb("audit", db)
+        assertExit(people, 1)
+        XCTAssertTrue(
+            people.lines.contains(
+                "violation foreign_record: users: table profile key alice belongs to alice, whose home is us, not eu"),
+            people.stdout)
+        XCTAssertEqual(people.lines.last, "3 violations")
+    }
+
+    /// On a running cluster, through `pdb://`: a replica exports what its primary committed, and
+    /// every host's audit is clean, the keys and pseudo-subjects the auth layer made at start
+    /// included.
+    func testExportAndAuditOnRunningHosts() throws {
+        try layOut()
+        for host in ["eu-1", "eu-2", "us-1"] { try start(host) }
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        let lines = [put("profile", "alice", "Alice A.", owner: "alice"), #"{"op":"commit"}"#]
+        assertExit(try remote("apply", "eu-2", "users", stdin: lines.joined(separator: "\n") + "\n"), 0)
+        let export = try remote("export", "eu-2", "alice")
+        assertExit(export, 0)
+        XCTAssertEqual(try export.objects().first?["value"] as? String, "Alice A.")
+        XCTAssertEqual(try export.objects().last?["partition"] as? String, "users")
+        // The auth layer's first keys, made at start, are part of what the audit reads.
+        let deadline = Date().addingTimeInterval(30)
+        for host in ["eu-1", "eu-2", "us-1"] {
+            var report: [String: Any] = [:]
+            repeat {
+                let audit = try remote("audit", host, "--json")
+                assertExit(audit, 0)
+                report = try audit.object()
+                if (report["directory"] as? [String: Any])?["published_keys"] as? Int == 2 { break }
+                usleep(100_000)
+            } while Date() < deadline
+            XCTAssertEqual(report["clean"] as? Bool, true, "\(host): \(report)")
+            XCTAssertEqual((report["directory"] as? [String: Any])?["published_keys"] as? Int, 2, host)
+        }
+    }
+}

@@ -41,3 +41,32 @@ extension Database {
         }
     }
 }
+
+/// What `Partition.erase(subject:)` did in one partition.
+public struct SubjectErasure: Equatable, Sendable {
+    public let partition: String
+    /// The commit that deleted the records.
+    public let lsn: LSN
+    public let records: Int
+    /// The rewrite that left no page, free page or log of the partition holding them.
+    public let compaction: CompactionSummary
+}
+
+extension Partition {
+    /// Deletes every record owned by `subject` in one durable commit, then rewrites the
+    /// partition (`compact()`): the new file holds only live records in fresh pages, the old
+    /// file with its free pages and slack is removed, and the log starts empty, so no byte of the
+    /// deleted records is left in this partition's files (guarantee 7). Nil when the subject
+    /// has no records here (nothing is written). Throws `busy` when readers hold log frames:
+    /// the records are deleted then, and `compact()` must still rewrite the file.
+    public func erase(subject: SubjectID) throws -> SubjectErasure? {
+        let owned = try read { tx in try tx.keys(ownedBy: subject) }
+        guard !owned.isEmpty else { return nil }
+        let lsn = try write(durability: .durable) { tx in
+            for (table, key) in owned { try tx.delete(table, key) }
+            return tx.lsn
+        }
+        let compaction = try compact()
+        return SubjectErasure(partition: name, lsn: lsn, records: owned.count, compaction: compaction)
+    }
+}

@@ -32,6 +32,9 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
     case retainedLog(path: String, operation: String, errno: Int32)
     /// A host's term file (spec/replication.md#term-files) that cannot be read or written.
     case termFile(path: String, reason: String)
+    /// A subject-rights log (`erasures.log`, `backups.log`: spec/cli.md#erase) that cannot be
+    /// read or written.
+    case rightsLog(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -65,6 +68,8 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
                 "\(Quoting.path(path)): \(operation) failed (\(cause)); replicas that need it catch up by snapshot"
         case .termFile(let path, let reason):
             return "term file \(Quoting.path(path)) \(reason)"
+        case .rightsLog(let path, let reason):
+            return "\(Quoting.path(path)) \(reason)"
         }
     }
 
@@ -82,6 +87,7 @@ public enum ResidencyError: Error, Equatable, Sendable, CustomStringConvertible 
         case .forwardedNotApplied: return "forwarded_not_applied"
         case .retainedLog: return "retained_log"
         case .termFile: return "term_file"
+        case .rightsLog: return "rights_log"
         }
     }
 }

@@ -15,7 +15,7 @@ struct PDB: ParsableCommand {
         subcommands: [
             Init.self, CreatePartition.self, Info.self, Check.self, Home.self, Get.self, Put.self, Del.self,
             Scan.self, Apply.self, Compact.self, Backup.self, Restore.self, Checksum.self, Serve.self,
-            Replication.self, Promote.self, Cluster.self, Cert.self, Keys.self, Export.self, Audit.self,
+            Replication.self, Promote.self, Cluster.self, Cert.self, Keys.self, Export.self, Erase.self, Audit.self,
         ]
     )
 

@@ -926,7 +926,8 @@ struct HostileSequence {
         if homes.sorted() != modelHomes.sorted() {
             failures.append("home list is \(homes.sorted()), the model has \(modelHomes.sorted())")
         }
-        var allowed: Set<String> = ["LOCK", "PARTITIONDB"]
+        // The database's own logs of backups taken and erasures (spec/cli.md#pdb-erase).
+        var allowed: Set<String> = ["LOCK", "PARTITIONDB", "backups.log", "erasures.log"]
         for name in model.keys { allowed.formUnion([name + ".pdb", name + ".pdb-log"]) }
         for path in backups.keys where path.hasPrefix(resolved(db) + "/") {
             allowed.insert(String(path.dropFirst(resolved(db).count + 1)))

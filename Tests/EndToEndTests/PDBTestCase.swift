@@ -175,17 +175,23 @@ class PDBTestCase: XCTestCase {
     /// A database in region eu with partition `users`, alice living in eu and bob in us.
     /// Whether any file under `folder` holds `marker`'s bytes (the border tests' byte search).
     static func filesContain(_ folder: String, _ marker: String) throws -> Bool {
-        let needle = Data(marker.utf8)
+        !files(under: folder, containing: marker).isEmpty
+    }
+
+    /// The files under `folder` (recursively, relative to it) whose bytes contain `text`.
+    static func files(under folder: String, containing text: String) -> [String] {
+        let needle = Data(text.utf8)
+        var found: [String] = []
         let enumerator = FileManager.default.enumerator(atPath: folder)
         while let name = enumerator?.nextObject() as? String {
             let path = "\(folder)/\(name)"
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-                continue
-            }
-            if let data = FileManager.default.contents(atPath: path), data.range(of: needle) != nil { return true }
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+                let data = FileManager.default.contents(atPath: path)
+            else { continue }
+            if data.range(of: needle) != nil { found.append(name) }
         }
-        return false
+        return found
     }
 
     func makeDatabase() throws {

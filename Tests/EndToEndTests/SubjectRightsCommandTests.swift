@@ -127,4 +127,102 @@ final class SubjectRightsCommandTests: ClusterTestCase {
             XCTAssertEqual((report["directory"] as? [String: Any])?["published_keys"] as? Int, 2, host)
         }
     }
+
+    func files(under folder: String, containing text: String) -> [String] {
+        Self.files(under: folder, containing: text)
+    }
+
+    func testAnErasureLeavesNoByteOfTheSubjectInTheDatabasesFiles() throws {
+        try makeDatabase()
+        assertExit(try pdb("home", "set", db, "carol", "eu"), 0)
+        assertExit(try pdb("create-partition", db, "orders"), 0)
+        let secret = "SECRET-\(UUID().uuidString)"
+        let big = String(repeating: secret, count: 3_000)  // overflow pages
+        var users: [String] = []
+        for version in 0..<5 {  // old versions of a record end on free pages
+            users += [put("profile", "alice", "\(secret) v\(version)", owner: "alice"), #"{"op":"commit"}"#]
+        }
+        users += [
+            put("notes", "n1", big, owner: "alice"), put("profile", "carol", "Carol C.", owner: "carol"),
+            #"{"op":"commit"}"#,
+        ]
+        assertExit(try pdb("apply", db, "users", stdin: users.joined(separator: "\n") + "\n"), 0)
+        let backup = root.appendingPathComponent("users-before.backup").path
+        assertExit(try pdb("backup", db, "users", backup), 0)
+        // A second partition, written without fsync.
+        let orders = [put("orders", "o-1", "\(secret) order", owner: "alice"), #"{"op":"commit"}"#]
+        assertExit(try pdb("apply", db, "orders", "--no-sync", stdin: orders.joined(separator: "\n") + "\n"), 0)
+        // A retained shipped log left by a host that ran here.
+        let shipped = db + "/users.pdb-shipped"
+        try FileManager.default.createDirectory(atPath: shipped, withIntermediateDirectories: true)
+        try Data(secret.utf8).write(to: URL(fileURLWithPath: shipped + "/00000000000000000001.segment"))
+        XCTAssertFalse(files(under: db, containing: secret).isEmpty, "the test wrote what it erases")
+
+        let erase = try pdb("erase", db, "alice", "--json")
+        assertExit(erase, 0)
+        let record = try erase.object()
+        let partitions = try XCTUnwrap(record["partitions"] as? [[String: Any]])
+        XCTAssertEqual(partitions.map { $0["partition"] as? String }, ["orders", "users"])
+        XCTAssertEqual(partitions.map { $0["records"] as? Int }, [1, 2])
+        XCTAssertEqual(record["retained_segments_removed"] as? Int, 1)
+        XCTAssertEqual(record["backups_still_holding"] as? [String], [backup])
+        XCTAssertEqual(files(under: db, containing: secret), [], "no byte of the erased records is left")
+        XCTAssertEqual(files(under: db, containing: String(secret.prefix(20))), [])
+        let log = try String(contentsOfFile: db + "/erasures.log", encoding: .utf8)
+        XCTAssertTrue(log.contains(#""subject":"alice""#), log)
+        XCTAssertFalse(log.contains("SECRET"), "the erasure log holds no personal data")
+
+        // What was not the subject's is all there, and the database is sound.
+        let carol = try pdb("export", db, "carol")
+        assertExit(carol, 0)
+        XCTAssertEqual(try carol.objects().first?["value"] as? String, "Carol C.")
+        XCTAssertEqual(try pdb("export", db, "alice").stdout, "")
+        assertExit(try pdb("check", db), 0)
+        assertExit(try pdb("audit", db), 0)
+        let text = try pdb("erase", db, "alice")
+        assertExit(text, 0)
+        XCTAssertEqual(text.lines.first, "alice has no records here; the request is recorded in erasures.log")
+
+        // A record of the erased subject written again is an audit violation.
+        assertExit(try pdb("put", db, "users", "profile", "alice", "back", "--owner", "alice"), 0)
+        let audit = try pdb("audit", db, "--json")
+        assertExit(audit, 1)
+        let kinds = try XCTUnwrap(try audit.object()["violations"] as? [[String: Any]]).map { $0["kind"] as? String }
+        XCTAssertEqual(kinds, ["erased_subject_has_records"])
+    }
+
+    /// On a cluster: the primary's erasure (on its stopped host's directory) rewrites its files;
+    /// when it is back, its replica catches up by snapshot, and no file of either host holds a
+    /// byte of the subject's records.
+    func testAnErasureOnThePrimaryReachesItsReplicaBySnapshot() throws {
+        try layOut()
+        for host in ["eu-1", "eu-2"] { try start(host) }
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        assertExit(try remote("home set", "eu-1", "carol", "eu"), 0)
+        let secret = "SECRET-\(UUID().uuidString)"
+        var lines: [String] = []
+        for version in 0..<5 {
+            lines += [put("profile", "alice", "\(secret) v\(version)", owner: "alice"), #"{"op":"commit"}"#]
+        }
+        lines += [put("profile", "carol", "Carol C.", owner: "carol"), #"{"op":"commit"}"#]
+        assertExit(try remote("apply", "eu-1", "users", stdin: lines.joined(separator: "\n") + "\n"), 0)
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        let hosts = ["eu-1", "eu-2"].map { "\(cluster)/hosts/\($0)/data" }
+        XCTAssertFalse(files(under: hosts[1], containing: secret).isEmpty, "the replica has the records")
+
+        stop("eu-1")
+        let erase = try pdb("erase", hosts[0], "alice", "--json")
+        assertExit(erase, 0)
+        XCTAssertGreaterThan(try erase.object()["retained_segments_removed"] as? Int ?? 0, 0)
+        XCTAssertEqual(files(under: hosts[0], containing: secret), [])
+        try start("eu-1")
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        let deadline = Date().addingTimeInterval(30)
+        while !files(under: hosts[1], containing: secret).isEmpty, Date() < deadline { usleep(100_000) }
+        for host in hosts { XCTAssertEqual(files(under: host, containing: secret), [], host) }
+        let carol = try remote("export", "eu-2", "carol")
+        assertExit(carol, 0)
+        XCTAssertEqual(try carol.objects().first?["value"] as? String, "Carol C.")
+        assertExit(try remote("audit", "eu-1"), 0)
+    }
 }

@@ -18,7 +18,8 @@ public struct ResidencyAudit: Sendable, Equatable {
 
     public struct Violation: Sendable, Equatable, Encodable {
         /// `foreign_record`, `unknown_home`, `no_owner`, `foreign_partition`, `unexpected_table`,
-        /// `bad_directory_entry`, `personal_data_shaped`, `bad_published_key`.
+        /// `bad_directory_entry`, `personal_data_shaped`, `bad_published_key`,
+        /// `erased_subject_has_records`.
         public var kind: String
         public var partition: String
         public var table: String?
@@ -101,6 +102,22 @@ public struct ResidencyAudit: Sendable, Equatable {
             summary.subjects = owners.count
             audit.partitions.append(summary)
             audit.violations += found
+        }
+        // An erased subject has no records left in this database (`erasures.log`).
+        var latest: [String: ErasureRecord] = [:]
+        for erasure in try SubjectRightsLog<ErasureRecord>.erasures(database).entries() {
+            latest[erasure.subject] = erasure
+        }
+        for (_, erasure) in latest.sorted(by: { $0.key < $1.key }) {
+            guard let subject = try? SubjectID(erasure.subject) else { continue }
+            for found in try database.records(ownedBy: subject) {
+                audit.violations.append(
+                    Violation(
+                        kind: "erased_subject_has_records", partition: found.partition, owner: subject.rawValue,
+                        message:
+                            "\(found.partition): \(found.entries.count) records of \(subject.rawValue), who was erased at \(erasure.time)"
+                    ))
+            }
         }
         return audit
     }

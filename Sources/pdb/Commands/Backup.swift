@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import PartitionDB
+import Residency
 
 /// `pdb backup DIR PARTITION FILE`
 struct Backup: PDBCommand {
@@ -29,7 +31,14 @@ struct Backup: PDBCommand {
 
     func execute() throws {
         let summary = try location.withDatabase { database, _ in
-            try database.partition(partition).backup(to: file, replacing: force)
+            let summary = try database.partition(partition).backup(to: file, replacing: force)
+            // Kept so that an erasure can name the backups that still hold what it erased.
+            let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
+            try SubjectRightsLog<BackupRecord>.backups(database).append(
+                BackupRecord(
+                    partition: partition, file: absolute, lsn: summary.lsn.rawValue,
+                    time: Int64(Date().timeIntervalSince1970.rounded(.down))))
+            return summary
         }
         if json {
             try output.json(

@@ -50,23 +50,37 @@ public struct SubjectErasure: Equatable, Sendable {
     public let records: Int
     /// The rewrite that left no page, free page or log of the partition holding them.
     public let compaction: CompactionSummary
+
+    public init(partition: String, lsn: LSN, records: Int, compaction: CompactionSummary) {
+        self.partition = partition
+        self.lsn = lsn
+        self.records = records
+        self.compaction = compaction
+    }
 }
 
 extension Partition {
-    /// Deletes every record owned by `subject` in one durable commit, then rewrites the
-    /// partition (`compact()`): the new file holds only live records in fresh pages, the old
-    /// file with its free pages and slack is removed, and the log starts empty, so no byte of the
-    /// deleted records is left in this partition's files (guarantee 7). Nil when the subject
-    /// has no records here (nothing is written). Throws `busy` when readers hold log frames:
-    /// the records are deleted then, and `compact()` must still rewrite the file.
-    public func erase(subject: SubjectID) throws -> SubjectErasure? {
+    /// Deletes every record owned by `subject` in one durable commit: its LSN and how many
+    /// records, or nil when the subject has none here (nothing is written). The deleted bytes
+    /// stay in free pages and the log until `compact()` rewrites the file (`erase`).
+    public func deleteRecords(ownedBy subject: SubjectID) throws -> (lsn: LSN, records: Int)? {
         let owned = try read { tx in try tx.keys(ownedBy: subject) }
         guard !owned.isEmpty else { return nil }
         let lsn = try write(durability: .durable) { tx in
             for (table, key) in owned { try tx.delete(table, key) }
             return tx.lsn
         }
-        let compaction = try compact()
-        return SubjectErasure(partition: name, lsn: lsn, records: owned.count, compaction: compaction)
+        return (lsn, owned.count)
+    }
+
+    /// Deletes every record owned by `subject` (`deleteRecords`), then rewrites the partition
+    /// (`compact()`): the new file holds only live records in fresh pages, the old file with
+    /// its free pages and slack is removed, and the log starts empty, so no byte of the deleted
+    /// records is left in this partition's files (guarantee 7). Nil when the subject has no
+    /// records here. Throws `busy` when readers hold log frames: the records are deleted then,
+    /// and `compact()` must still rewrite the file.
+    public func erase(subject: SubjectID) throws -> SubjectErasure? {
+        guard let deleted = try deleteRecords(ownedBy: subject) else { return nil }
+        return SubjectErasure(partition: name, lsn: deleted.lsn, records: deleted.records, compaction: try compact())
     }
 }

@@ -225,4 +225,43 @@ final class SubjectRightsCommandTests: ClusterTestCase {
         XCTAssertEqual(try carol.objects().first?["value"] as? String, "Carol C.")
         assertExit(try remote("audit", "eu-1"), 0)
     }
+
+    /// On a running primary, through `pdb://`: the erasure is made while it serves, its replica
+    /// is sent a snapshot of the rewritten file, and then no file of either host holds a byte of
+    /// the subject's records. A replica refuses it and names the primary.
+    func testAnErasureOnARunningPrimaryReachesItsReplica() throws {
+        try layOut()
+        for host in ["eu-1", "eu-2"] { try start(host) }
+        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
+        assertExit(try remote("home set", "eu-1", "carol", "eu"), 0)
+        let secret = "SECRET-\(UUID().uuidString)"
+        var lines: [String] = []
+        for version in 0..<5 {
+            lines += [put("profile", "alice", "\(secret) v\(version)", owner: "alice"), #"{"op":"commit"}"#]
+        }
+        lines += [put("profile", "carol", "Carol C.", owner: "carol"), #"{"op":"commit"}"#]
+        assertExit(try remote("apply", "eu-2", "users", stdin: lines.joined(separator: "\n") + "\n"), 0)
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        let hosts = ["eu-1", "eu-2"].map { "\(cluster)/hosts/\($0)/data" }
+        XCTAssertFalse(files(under: hosts[0], containing: secret).isEmpty, "the primary's log or file has them")
+
+        let onReplica = try remote("erase", "eu-2", "alice", "--json")
+        assertExit(onReplica, 1)
+        XCTAssertEqual(try onReplica.errorCode(), "not_primary")
+        let erase = try remote("erase", "eu-1", "alice", "--json")
+        assertExit(erase, 0)
+        let partitions = try XCTUnwrap(try erase.object()["partitions"] as? [[String: Any]])
+        XCTAssertEqual(partitions.map { $0["records"] as? Int }, [1])
+        XCTAssertEqual(files(under: hosts[0], containing: secret), [], "nothing left on the primary")
+        let deadline = Date().addingTimeInterval(60)
+        while !files(under: hosts[1], containing: secret).isEmpty, Date() < deadline { usleep(100_000) }
+        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        for host in hosts { XCTAssertEqual(files(under: host, containing: secret), [], host) }
+        let carol = try remote("export", "eu-2", "carol")
+        XCTAssertEqual(try carol.objects().first?["value"] as? String, "Carol C.")
+        // The cluster goes on: a write through the replica after the erasure.
+        assertExit(try remote("put", "eu-2", "users", "profile", "carol", "Carol D.", "--owner", "carol"), 0)
+        XCTAssertEqual(try remote("get", "eu-2", "users", "profile", "carol").stdout, "Carol D.\n")
+        assertExit(try remote("audit", "eu-1"), 0)
+    }
 }

@@ -149,23 +149,40 @@ public struct SubjectRightsLog<Entry: Codable & Sendable>: Sendable {
 /// predecessors; replicas catch up by snapshot, since the rewrite gave each file a new id), and
 /// the erasure appended to `erasures.log` with the backups that still hold the subject.
 public enum SubjectErasureRun {
+    /// The erasure in a database this process owns (a stopped host's directory).
     public static func erase(_ subject: SubjectID, in database: Database, now: Date = Date()) throws -> ErasureRecord {
-        var erased: [ErasureRecord.Partition] = []
+        var erased: [SubjectErasure] = []
         var segments = 0
         for name in try database.partitionNames() {
             guard let erasure = try database.partition(name).erase(subject: subject) else { continue }
-            erased.append(ErasureRecord.Partition(erasure))
+            erased.append(erasure)
             segments += try removeRetainedSegments(database: database.path, partition: name)
         }
+        return try record(subject, in: database, erased: erased, segmentsRemoved: segments, now: now)
+    }
+
+    /// Appends the erasure of `subject` (its partitions done) to `erasures.log`, with the
+    /// backups of those partitions that still exist; returns it.
+    static func record(
+        _ subject: SubjectID, in database: Database, erased: [SubjectErasure], segmentsRemoved: Int, now: Date
+    ) throws -> ErasureRecord {
         let partitions = Set(erased.map(\.partition))
         let backups = try SubjectRightsLog<BackupRecord>.backups(database).entries()
             .filter { partitions.contains($0.partition) && FileManager.default.fileExists(atPath: $0.file) }
             .map(\.file)
         let record = ErasureRecord(
-            subject: subject.rawValue, time: Int64(now.timeIntervalSince1970.rounded(.down)), partitions: erased,
-            retainedSegmentsRemoved: segments, backupsStillHolding: Array(Set(backups)).sorted())
+            subject: subject.rawValue, time: Int64(now.timeIntervalSince1970.rounded(.down)),
+            partitions: erased.map(ErasureRecord.Partition.init), retainedSegmentsRemoved: segmentsRemoved,
+            backupsStillHolding: Array(Set(backups)).sorted())
         try SubjectRightsLog<ErasureRecord>.erasures(database).append(record)
         return record
+    }
+
+    /// How many retained segments `partition` has.
+    static func retainedSegments(database: String, partition: String) -> Int {
+        let folder = SegmentFormat.directory(database: database, partition: partition)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { $0.hasSuffix(SegmentFormat.suffix) }.count
     }
 
     /// Removes every retained segment of `partition`; how many there were.

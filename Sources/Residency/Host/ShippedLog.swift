@@ -289,6 +289,14 @@ final class ShippedLog: Sendable {
                 committed: committed))
     }
 
+    /// Restarts the log after the partition was rewritten into another file (an erasure's
+    /// compaction): every segment is removed, and each stream finds its position gone and sends
+    /// its replica a snapshot of the new file.
+    func restart(afterRewriteOf partition: Partition) {
+        reset(fileID: partition.fileID, lastLSN: partition.lastLSN)
+        wakeAll()
+    }
+
     /// Restarts the log after the partition became another file (compaction, restore).
     private func reset(fileID: [UInt8], lastLSN: LSN) {
         drainLock.withLock { _ in

@@ -3,7 +3,8 @@ import Foundation
 import PartitionDB
 import Residency
 
-/// `pdb erase DIR SUBJECT`: a data subject's erasure in this database (spec/cli.md#erase).
+/// `pdb erase DIR|pdb://… SUBJECT`: a data subject's erasure in this database
+/// (spec/cli.md#pdb-erase).
 struct Erase: PDBCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete every record of a subject and rewrite the files that held them.",
@@ -12,8 +13,9 @@ struct Erase: PDBCommand {
             such partition (no free page, slack or log is left with their bytes), removes its \
             retained shipped-log segments, and records the erasure in DATA/erasures.log (no \
             personal data: the subject id, the time, the commits). Lists the backups taken before \
-            that still hold the subject. Runs on a stopped host's directory: the rewrite gives each \
-            file a new id, so its replicas catch up by snapshot when it is back.
+            that still hold the subject. On a directory, or on a running host through pdb:// (the \
+            primary of the partitions that hold the subject): the rewrite gives each file a new \
+            id, and the replicas catch up by snapshot.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -29,7 +31,13 @@ struct Erase: PDBCommand {
 
     func execute() throws {
         let id = try Parse.subject(subject)
-        let record = try location.withDatabase { database, _ in try SubjectErasureRun.erase(id, in: database) }
+        let record: ErasureRecord
+        if let host = HostSession.current?.host as? ClusterHost {
+            // On a running host: its primaries erase while serving; replicas follow by snapshot.
+            record = try blocking { try await host.erase(id) }
+        } else {
+            record = try location.withDatabase { database, _ in try SubjectErasureRun.erase(id, in: database) }
+        }
         if json { return try output.json(record) }
         if record.partitions.isEmpty {
             try output.line("\(Quoting.name(subject)) has no records here; the request is recorded in erasures.log")
@@ -46,4 +54,10 @@ struct Erase: PDBCommand {
             try output.line("still holds the subject: backup \(Quoting.path(backup)) (taken before)")
         }
     }
+}
+
+// Through `pdb://` the host erases itself, partition by partition on their primary; the command
+// line is never forwarded.
+extension Erase: HostCommand {
+    var writtenPartition: String? { nil }
 }

@@ -191,10 +191,9 @@ final class SubjectRightsCommandTests: ClusterTestCase {
         XCTAssertEqual(kinds, ["erased_subject_has_records"])
     }
 
-    /// On a cluster: the primary's erasure (on its stopped host's directory) rewrites its files;
-    /// when it is back, its replica catches up by snapshot, and no file of either host holds a
-    /// byte of the subject's records.
-    func testAnErasureOnThePrimaryReachesItsReplicaBySnapshot() throws {
+    /// Starts eu-1 and eu-2 and writes, through `host`, five versions of alice's profile holding
+    /// a distinctive value (returned) and carol's profile; returns once eu-2's copy matches.
+    func startWithRecords(writingThrough host: String) throws -> String {
         try layOut()
         for host in ["eu-1", "eu-2"] { try start(host) }
         assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
@@ -205,8 +204,16 @@ final class SubjectRightsCommandTests: ClusterTestCase {
             lines += [put("profile", "alice", "\(secret) v\(version)", owner: "alice"), #"{"op":"commit"}"#]
         }
         lines += [put("profile", "carol", "Carol C.", owner: "carol"), #"{"op":"commit"}"#]
-        assertExit(try remote("apply", "eu-1", "users", stdin: lines.joined(separator: "\n") + "\n"), 0)
+        assertExit(try remote("apply", host, "users", stdin: lines.joined(separator: "\n") + "\n"), 0)
         try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        return secret
+    }
+
+    /// On a cluster: the primary's erasure (on its stopped host's directory) rewrites its files;
+    /// when it is back, its replica catches up by snapshot, and no file of either host holds a
+    /// byte of the subject's records.
+    func testAnErasureOnThePrimaryReachesItsReplicaBySnapshot() throws {
+        let secret = try startWithRecords(writingThrough: "eu-1")
         let hosts = ["eu-1", "eu-2"].map { "\(cluster)/hosts/\($0)/data" }
         XCTAssertFalse(files(under: hosts[1], containing: secret).isEmpty, "the replica has the records")
 
@@ -230,18 +237,7 @@ final class SubjectRightsCommandTests: ClusterTestCase {
     /// is sent a snapshot of the rewritten file, and then no file of either host holds a byte of
     /// the subject's records. A replica refuses it and names the primary.
     func testAnErasureOnARunningPrimaryReachesItsReplica() throws {
-        try layOut()
-        for host in ["eu-1", "eu-2"] { try start(host) }
-        assertExit(try remote("home set", "eu-1", "alice", "eu"), 0)
-        assertExit(try remote("home set", "eu-1", "carol", "eu"), 0)
-        let secret = "SECRET-\(UUID().uuidString)"
-        var lines: [String] = []
-        for version in 0..<5 {
-            lines += [put("profile", "alice", "\(secret) v\(version)", owner: "alice"), #"{"op":"commit"}"#]
-        }
-        lines += [put("profile", "carol", "Carol C.", owner: "carol"), #"{"op":"commit"}"#]
-        assertExit(try remote("apply", "eu-2", "users", stdin: lines.joined(separator: "\n") + "\n"), 0)
-        try assertConverges("users", primary: "eu-1", replicas: ["eu-2"])
+        let secret = try startWithRecords(writingThrough: "eu-2")
         let hosts = ["eu-1", "eu-2"].map { "\(cluster)/hosts/\($0)/data" }
         XCTAssertFalse(files(under: hosts[0], containing: secret).isEmpty, "the primary's log or file has them")
 

@@ -20,6 +20,12 @@ let engineTargets: [Target] = [
 ]
 
 let hostTargets: [Target] = [
+    // Line editing and history for `pdb shell`: libedit (BSD) from Debian's libedit-dev.
+    .systemLibrary(
+        name: "CEdit",
+        pkgConfig: "libedit",
+        providers: [.apt(["libedit-dev"])]
+    ),
     // Argon2id from Debian's libargon2-dev, found through pkg-config.
     .systemLibrary(
         name: "CArgon2",
@@ -56,7 +62,7 @@ let hostTargets: [Target] = [
     .executableTarget(
         name: "pdb",
         dependencies: [
-            "PartitionDB", "Residency", "Auth",
+            "PartitionDB", "Residency", "Auth", "CEdit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]

@@ -146,9 +146,9 @@ build_all() {
         "$build/PartitionDB.o" "$build/Residency.o"
     # `pdb` without PDB.swift: its @main would clash with libFuzzer's main. Swift 5 mode, because
     # the target reopens the C global `stdin`, which Swift 6 refuses to touch.
-    # Without the host commands, `keys` (Auth, with jwt-kit, is not built here) and `erase`
-    # (it also erases through a running host, whose layer is not built here).
-    mapfile -t pdb < <(sources Sources/pdb | grep -v -e '/PDB.swift$' -e '/Host/' -e '/Commands/Keys.swift$' -e '/Commands/Erase.swift$')
+    # Without the host commands, the shell (libedit), `keys` (Auth, with jwt-kit, is not built
+    # here) and `erase` (it also erases through a running host, whose layer is not built here).
+    mapfile -t pdb < <(sources Sources/pdb | grep -v -e '/PDB.swift$' -e '/Host/' -e '/Shell/' -e '/Commands/Keys.swift$' -e '/Commands/Erase.swift$')
     link "$build/fuzz-apply" 5 -module-name pdb Fuzz/Targets/ApplyFuzz.swift "${support[@]}" "${pdb[@]}" \
         "$build/PartitionDB.o" "$build/Residency.o" "$build/ArgumentParser.o" "$build/ArgumentParserToolInfo.o"
 }

@@ -2,7 +2,7 @@
 # Installs the Debian packages PartitionDB builds against, when they are missing.
 # Idempotent: does nothing (and needs no network) when everything is present.
 set -euo pipefail
-packages=(libzstd-dev libargon2-dev pkg-config "$@")
+packages=(libzstd-dev libargon2-dev libedit-dev pkg-config "$@")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

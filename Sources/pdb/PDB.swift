@@ -16,6 +16,7 @@ struct PDB: ParsableCommand {
             Init.self, CreatePartition.self, Info.self, Check.self, Home.self, Get.self, Put.self, Del.self,
             Scan.self, Apply.self, Compact.self, Backup.self, Restore.self, Checksum.self, Serve.self,
             Replication.self, Promote.self, Cluster.self, Cert.self, Keys.self, Export.self, Erase.self, Audit.self,
+            Shell.self,
         ]
     )
 
@@ -33,7 +34,10 @@ struct PDB: ParsableCommand {
             try RawArguments.checkUTF8()
             var command = try parseAsRoot(arguments)
             // pdb://HOST:PORT: the command runs on that host (spec/cli.md#running-hosts).
-            if let remote = command as? any HostCommand, remote.location.remoteAddress != nil {
+            // (`shell` on a terminal or reading lines sends each line itself.)
+            if let remote = command as? any HostCommand, remote.location.remoteAddress != nil,
+                (command as? Shell)?.runsLinesRemotely != true
+            {
                 try? Output.shared.flush()
                 Foundation.exit(
                     try RemoteClient.run(arguments: arguments, location: remote.location, readsInput: remote is Apply))

@@ -330,6 +330,14 @@ enum BTree {
         }
         guard leftPage.usedBytes + rightPage.usedBytes + extra <= usable else { return }
         cells.append(contentsOf: rightPage.allCells)
+        // The headers' counts said the cells fit; a damaged page can say so falsely, and then
+        // the cells themselves do not (a fuzzed file found it): a typed error, not a trap.
+        let needed = cells.reduce(0) { $0 + $1.count } + cells.count * NodeLayout.slotSize
+        guard needed <= usable else {
+            throw PartitionDBError.corruptPage(
+                file: context.path, page: left.rawValue,
+                reason: "its cells and its sibling's take \(needed) bytes, more than their used-bytes counts say")
+        }
         try context.modify(left) { $0.rebuild(cells: cells, link: link) }
         try context.free(right)
         try context.modify(parent) {

@@ -9,6 +9,15 @@ import Residency
 enum RemoteClient {
     /// Runs the command on the host; returns its exit status.
     static func run(arguments: [String], location: DatabaseArgument, readsInput: Bool) throws -> Int32 {
+        let input = readsInput ? try readStandardInput() : []
+        let answer = try self.answer(arguments: arguments, input: input, location: location)
+        FileHandle.standardOutput.write(Data(answer.stdout))
+        FileHandle.standardError.write(Data(answer.stderr))
+        return Int32(bitPattern: answer.status)
+    }
+
+    /// The host's answer to the command line, not printed.
+    static func answer(arguments: [String], input: [UInt8] = [], location: DatabaseArgument) throws -> HostAnswer {
         guard let text = location.remoteAddress, let address = HostAddress(text) else {
             throw CLIError(code: "usage", message: "\(Quoting.name(location.directory)) is not pdb://HOST:PORT")
         }
@@ -23,7 +32,6 @@ enum RemoteClient {
                 code: "usage",
                 message: "\(Quoting.path(tlsDirectory)) holds the certificate of \(tls.identity), not an operator's")
         }
-        let input = readsInput ? try readStandardInput() : []
         let result = AnswerBox()
         let done = DispatchSemaphore(value: 0)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -41,10 +49,7 @@ enum RemoteClient {
         // The command's answer is in; a failure to stop the one event-loop thread changes nothing
         // of it, and the process exits next.
         try? group.syncShutdownGracefully()
-        let answer = try result.value!.get()
-        FileHandle.standardOutput.write(Data(answer.stdout))
-        FileHandle.standardError.write(Data(answer.stderr))
-        return Int32(bitPattern: answer.status)
+        return try result.value!.get()
     }
 
     /// The command line without `--tls DIR` (a path on this machine, meaningless on the host).

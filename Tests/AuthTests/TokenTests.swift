@@ -303,6 +303,26 @@ final class TokenTests: XCTestCase {
         XCTAssertEqual(try tokens.verifier.verify(later.token).kid, newKey.kid)
     }
 
+    /// A damaged entry in the directory's published keys (here a JWK with a private part) is
+    /// left out: the region's real key still verifies, and nothing signed with the bad one does.
+    func testADamagedPublishedKeyIsLeftOutAndTheOthersStillVerify() async throws {
+        let site = try TestSite(self, region: eu)
+        let tokens = region(site)
+        let ana = try SubjectID("ana")
+        _ = try await site.directory.assignHome(ana, to: eu)
+        let issued = try await tokens.issuer.accessToken(for: ana)
+        let damaged =
+            #"{"jwk":{"crv":"P-256","d":"AAAA","kid":"bad","kty":"EC","x":"AAAA","y":"AAAA"},"region":"eu","v":1,"verifies_until":0}"#
+        try site.database.globalPartition().writeReserved { tx in
+            try tx.put(DirectoryKeyPublisher.table, Array("bad".utf8), Array(damaged.utf8))
+            try tx.put(DirectoryKeyPublisher.table, Array("junk".utf8), Array("not json".utf8))
+        }
+        let published = try await tokens.publisher.publishedKeys()
+        XCTAssertEqual(published.map(\.kid), [issued.kid])
+        try await refresh(tokens)
+        XCTAssertEqual(try tokens.verifier.verify(issued.token).subject, ana)
+    }
+
     /// Tokens and the JWKS are standard: Python's joserfc (PyPI) verifies a token issued here
     /// against the published JWKS, and a token it signs verifies here.
     func testAnIndependentJOSEImplementationAgreesBothWays() async throws {

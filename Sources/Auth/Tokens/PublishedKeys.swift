@@ -40,13 +40,18 @@ public final class DirectoryKeyPublisher: KeyPublishing {
         }
     }
 
+    /// The keys that decode. An entry that does not (damaged, a private part, another key type)
+    /// is left out, so one bad entry never stops a host from verifying the others' tokens; its
+    /// own tokens are refused as `unknownKey`, and `pdb audit` reports the entry.
     public func publishedKeys() async throws -> [PublicSigningKey] {
         try await onBlockingPool(database, Database.globalPartitionName) { global in
             try global.read { tx in
                 guard try tx.hasTable(Self.table) else { return [] }
                 var keys: [PublicSigningKey] = []
                 try tx.scan(Self.table) { record in
-                    keys.append(try Self.decode(record.value, kid: String(decoding: record.key, as: UTF8.self)))
+                    if let key = try? Self.decode(record.value, kid: String(decoding: record.key, as: UTF8.self)) {
+                        keys.append(key)
+                    }
                     return true
                 }
                 return keys

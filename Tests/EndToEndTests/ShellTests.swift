@@ -51,6 +51,35 @@ final class ShellTests: ClusterTestCase {
         assertExit(try pdb("shell", db, "-c", "put profile x y"), 1)
     }
 
+    func testWriteModeHasExplicitTransactions() throws {
+        try makeProfiles(1)
+        let run = try pdb(
+            "shell", db, "--write", "-c",
+            #"put profile bob "Bob B." owner alice; begin; put profile carl C owner alice; get profile carl; count profile; rollback; get profile carl; begin; del profile bob; put profile dan D owner alice; commit; scan profile"#
+        )
+        assertExit(run, 1)  // the `get` after the rollback finds nothing
+        XCTAssertEqual(
+            run.lines,
+            [
+                "committed at LSN 2", "carl = C  [owner alice]", "3", "rolled back 1 change",
+                "committed 2 changes at LSN 3", "dan = D  [owner alice]", "k00000 = value 0  [owner alice]",
+                "(2 records)",
+            ])
+        XCTAssertTrue(run.stderr.contains("error: no record carl in table profile"), run.stderr)
+        XCTAssertEqual(try pdb("get", db, "users", "profile", "dan").stdout, "D\n")
+        // The engine's rules hold inside a transaction; a refused write leaves it open.
+        let refused = try pdb(
+            "shell", db, "--write", "-c", "begin; put profile x y owner bob; put profile e E owner alice; commit")
+        XCTAssertTrue(refused.stderr.contains("subject bob lives in region us"), refused.stderr)
+        XCTAssertEqual(refused.lines, ["committed 1 change at LSN 4"])
+        // A transaction still open when the input ends is rolled back.
+        let open = try pdb("shell", db, "--write", stdin: "begin\nput profile f F owner alice\n")
+        assertExit(open, 0)
+        XCTAssertEqual(open.lines, ["rolled back 1 change"])
+        assertExit(try pdb("get", db, "users", "profile", "f"), 1)
+        assertExit(try pdb("check", db), 0)
+    }
+
     func testAPersonAtATerminal() throws {
         try makeProfiles(50_000)
         let home = root.appendingPathComponent("home").path

@@ -9,10 +9,10 @@ import PartitionDB
 /// of standard input's lines.
 struct Shell: PDBCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Inspect a database or a running host interactively (read-only).",
+        abstract: "Inspect a database or a running host interactively (read-only unless --write).",
         discussion: """
             Commands: help, partitions, use, tables, get, scan, count, stat, owner, home, check, \
-            quit. `help COMMAND` shows one. With -c, runs the commands given (separated by ;) and \
+            quit; with --write also put, del, begin, commit, rollback. `help COMMAND` shows one. With -c, runs the commands given (separated by ;) and \
             exits; with standard input not a terminal, runs its lines. Exits 1 when a command \
             failed in those modes.
             """)
@@ -24,6 +24,16 @@ struct Shell: PDBCommand {
     @Option(name: .customShort("c"), help: "Commands to run, separated by ;, instead of reading them.")
     var commands: String?
 
+    @Flag(help: "Allow put, del and transactions (begin, commit, rollback) on a database directory.")
+    var write = false
+
+    func validate() throws {
+        if write, location.remoteAddress != nil {
+            throw ValidationError(
+                "--write works on a database directory; on a running host use pdb put, del or apply through pdb://")
+        }
+    }
+
     /// Whether this invocation runs on the operator's side and sends each line to the host
     /// (interactive or standard input over `pdb://`), rather than being sent whole.
     var runsLinesRemotely: Bool { location.remoteAddress != nil && commands == nil }
@@ -31,8 +41,9 @@ struct Shell: PDBCommand {
     func execute() throws {
         if let commands {
             let lines = try Self.split(commands)
-            let failed = try location.withDatabase(readOnly: true) { database, _ in
-                let session = ShellSession(database: database) { try Output.shared.line($0) }
+            let failed = try location.withDatabase(readOnly: !write) { database, _ in
+                let session = ShellSession(database: database, writable: write) { try Output.shared.line($0) }
+                defer { session.end() }
                 return runLines(lines, session: session)
             }
             if failed { throw ExitCode.failure }
@@ -42,11 +53,12 @@ struct Shell: PDBCommand {
         if location.remoteAddress != nil {
             return try RemoteShell(location: location).run(interactive: interactive)
         }
-        try location.withDatabase(readOnly: true) { database, _ in
-            let session = ShellSession(database: database) { try Output.shared.line($0) }
+        try location.withDatabase(readOnly: !write) { database, _ in
+            let session = ShellSession(database: database, writable: write) { try Output.shared.line($0) }
+            defer { session.end() }
             if interactive {
                 try Interactive(
-                    prompt: { "pdb \(session.current ?? "")> " },
+                    prompt: { "pdb \(session.current ?? "")\(session.transaction == nil ? "" : "*")> " },
                     completer: { before, word in Self.complete(before, word, session: session) },
                     interruption: session.interruption
                 ) { line, pager in

@@ -27,6 +27,13 @@ final class ShellSession {
         .init(name: "owner", usage: "owner SUBJECT", summary: "every record of SUBJECT in the current partition"),
         .init(name: "home", usage: "home SUBJECT", summary: "SUBJECT's home region in the directory"),
         .init(name: "check", usage: "check", summary: "verify the current partition (pages, checksums, tree)"),
+        .init(
+            name: "put", usage: "put TABLE KEY VALUE [owner SUBJECT]",
+            summary: "insert or replace a record (--write; a commit of its own outside begin)"),
+        .init(name: "del", usage: "del TABLE KEY", summary: "delete a record (--write)"),
+        .init(name: "begin", usage: "begin", summary: "open a transaction (--write); the prompt shows *"),
+        .init(name: "commit", usage: "commit", summary: "commit the open transaction"),
+        .init(name: "rollback", usage: "rollback", summary: "drop the open transaction's changes"),
         .init(name: "quit", usage: "quit", summary: "leave the shell (also exit, or Ctrl-D)"),
     ]
 
@@ -36,6 +43,10 @@ final class ShellSession {
     }
 
     let database: Database
+    /// Whether `put`, `del` and transactions are allowed (`--write`).
+    let writable: Bool
+    /// The explicit transaction between `begin` and `commit` or `rollback`.
+    private(set) var transaction: OpenTransaction?
     /// The partition the table commands work on.
     private(set) var current: String?
     /// Set from a signal handler: the running command stops at its next record.
@@ -44,8 +55,9 @@ final class ShellSession {
     var pager: (rows: Int, more: () -> Bool)?
     private let write: (String) throws -> Void
 
-    init(database: Database, write: @escaping (String) throws -> Void) {
+    init(database: Database, writable: Bool = false, write: @escaping (String) throws -> Void) {
         self.database = database
+        self.writable = writable
         self.write = write
         let names = (try? database.partitionNames()) ?? []
         current = names.first { $0 != Database.globalPartitionName } ?? names.first
@@ -77,6 +89,11 @@ final class ShellSession {
         case "owner": try owner(words, json: json)
         case "home": try home(words, json: json)
         case "check": try check(json: json)
+        case "put": try put(words)
+        case "del": try del(words)
+        case "begin": try begin()
+        case "commit": try commit(json: json)
+        case "rollback": try rollback()
         default:
             throw Problem(message: "unknown command \(Quoting.name(name)); `help` lists the commands")
         }
@@ -114,6 +131,9 @@ final class ShellSession {
 
     private func use(_ words: [String]) throws {
         guard words.count == 1 else { throw Problem(message: "usage: use PARTITION") }
+        guard transaction == nil else {
+            throw Problem(message: "a transaction of \(current ?? "") is open; commit or rollback first")
+        }
         guard try database.partitionNames().contains(words[0]) else {
             throw Problem(message: "there is no partition \(Quoting.name(words[0])); `partitions` lists them")
         }
@@ -138,7 +158,7 @@ final class ShellSession {
     private func get(_ words: [String], json: Bool) throws {
         guard words.count == 2 else { throw Problem(message: "usage: get TABLE KEY") }
         let key = Array(words[1].utf8)
-        let record = try partition().read { tx -> Record? in
+        let record = try reading { tx -> Record? in
             guard try tx.hasTable(words[0]) else { return nil }
             return try tx.record(words[0], key)
         }
@@ -178,7 +198,7 @@ final class ShellSession {
         var shown = 0
         var stopped = false
         let partition = try partition()
-        try partition.read { tx in
+        try reading { [self] tx in
             guard try tx.hasTable(table) else {
                 throw Problem(message: "no table \(Quoting.name(table)) in \(partition.name)")
             }
@@ -204,7 +224,7 @@ final class ShellSession {
 
     private func count(_ words: [String], json: Bool) throws {
         guard words.count == 1 else { throw Problem(message: "usage: count TABLE") }
-        let count = try partition().read { tx -> Int? in try tx.hasTable(words[0]) ? tx.count(words[0]) : nil }
+        let count = try reading { tx -> Int? in try tx.hasTable(words[0]) ? tx.count(words[0]) : nil }
         guard let count else { throw Problem(message: "no table \(Quoting.name(words[0]))") }
         if json { try emit(["table": words[0], "records": count]) } else { try write("\(count)") }
     }
@@ -264,7 +284,74 @@ final class ShellSession {
                 : "\(partition.name): \(counted(report.problems.count, "problem"))")
     }
 
+    private func put(_ words: [String]) throws {
+        guard words.count == 3 || (words.count == 5 && words[3] == "owner") else {
+            throw Problem(message: "usage: put TABLE KEY VALUE [owner SUBJECT]")
+        }
+        let owner = words.count == 5 ? try subjectID(words[4]) : nil
+        let (table, key, value) = (words[0], Array(words[1].utf8), Array(words[2].utf8))
+        try changing { tx in try tx.put(table, key, value, owner: owner) }
+    }
+
+    private func del(_ words: [String]) throws {
+        guard words.count == 2 else { throw Problem(message: "usage: del TABLE KEY") }
+        let (table, key) = (words[0], Array(words[1].utf8))
+        var found = false
+        try changing { tx in found = try tx.hasTable(table) && tx.delete(table, key) }
+        if !found { try write("(no such record)") }
+    }
+
+    private func begin() throws {
+        try requireWritable()
+        guard transaction == nil else { throw Problem(message: "a transaction is open already") }
+        transaction = try OpenTransaction(try partition())
+    }
+
+    private func commit(json: Bool) throws {
+        guard let open = transaction else { throw Problem(message: "no transaction is open; `begin` opens one") }
+        transaction = nil
+        let lsn = try open.commit()
+        if json { return try emit(["committed": lsn.rawValue]) }
+        try write("committed \(counted(open.writes, "change")) at LSN \(lsn)")
+    }
+
+    private func rollback() throws {
+        guard let open = transaction else { throw Problem(message: "no transaction is open") }
+        transaction = nil
+        open.rollback()
+        try write("rolled back \(counted(open.writes, "change"))")
+    }
+
+    /// Ends the session: an open transaction is rolled back, and says so.
+    func end() {
+        guard transaction != nil else { return }
+        try? rollback()
+    }
+
     // MARK: Support
+
+    private func requireWritable() throws {
+        guard writable else {
+            throw Problem(message: "the shell is read-only; start it with --write to change records")
+        }
+    }
+
+    /// `body` in the open transaction, or in a durable commit of its own.
+    private func changing(_ body: @escaping (WriteTransaction) throws -> Void) throws {
+        try requireWritable()
+        if let transaction { return try transaction.run(write: true, body) }
+        let lsn = try partition().write(durability: .durable) { tx in
+            try body(tx)
+            return tx.lsn
+        }
+        try write("committed at LSN \(lsn)")
+    }
+
+    /// `body` in the open transaction (which sees its own changes), or in a read transaction.
+    private func reading<T>(_ body: @escaping (ReadTransaction) throws -> T) throws -> T {
+        if let transaction { return try transaction.run(write: false) { try body($0) } }
+        return try partition().read(body)
+    }
 
     /// The current partition's tables, for completion.
     func tableNames() -> [String] {

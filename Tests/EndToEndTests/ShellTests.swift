@@ -38,6 +38,12 @@ final class ShellTests: ClusterTestCase {
         XCTAssertEqual(objects.first?["key"] as? String, "k00029")
         XCTAssertEqual(objects.last?["pages"] as? Int, try XCTUnwrap(objects.last?["pages"] as? Int))
         XCTAssertEqual(objects.last?["lsn"] as? Int, 1)
+        let tree = try pdb("shell", db, "-c", "tree profile")
+        assertExit(tree, 0)
+        XCTAssertEqual(tree.lines.first, "level  pages  cells  fill  kind")
+        XCTAssertTrue(
+            tree.lines.contains { $0.hasPrefix("0      1      30     ") && $0.hasSuffix("leaves") }, tree.stdout)
+        XCTAssertEqual(tree.lines.last, "depth 1")
 
         // A failed command is reported on stderr; the others still run; the exit status is 1.
         let failing = try pdb(
@@ -107,6 +113,10 @@ final class ShellTests: ClusterTestCase {
         let commands = try remote("shell", "eu-1", "-c", "count profile; get profile alice")
         assertExit(commands, 0)
         XCTAssertEqual(commands.lines, ["1", "alice = Alice A.  [owner alice]"])
+        let replication = try remote("shell", "eu-1", "-c", "replication")
+        assertExit(replication, 0)
+        XCTAssertEqual(replication.lines.first?.hasPrefix("host eu-1 (region eu)"), true, replication.stdout)
+        XCTAssertTrue(replication.lines.contains { $0.hasPrefix("users: primary") }, replication.stdout)
         // Lines on standard input: each runs on the host, with the partition chosen here.
         let lines = try remote("shell", "eu-1", stdin: "use global\ntables\nuse users\ncount profile\n")
         assertExit(lines, 0)

@@ -25,17 +25,23 @@ struct ReplicationStatusCommand: HostCommand {
         }
         let status = host.status()
         if json { return try output.json(status) }
-        try output.line("host \(status.host) (region \(status.region)), \(counted(Int(status.refusals), "refusal"))")
+        for line in Self.lines(of: status) { try output.line(line) }
+    }
+
+    /// The status for people: the host, then each partition and its replicas.
+    static func lines(of status: ReplicationStatus) -> [String] {
+        var lines = ["host \(status.host) (region \(status.region)), \(counted(Int(status.refusals), "refusal"))"]
         for partition in status.partitions {
             var line = "\(partition.name): \(partition.role), epoch \(partition.epoch), LSN \(partition.lastLSN)"
             if let primary = partition.primary { line += ", from \(primary) (\(partition.state ?? "?"))" }
             if let error = partition.lastError { line += ", last error: \(error)" }
-            try output.line(line)
+            lines.append(line)
             for replica in partition.replicas ?? [] {
-                try output.line(
+                lines.append(
                     "  \(replica.host): \(replica.state), durable LSN \(replica.durableLSN), lag \(replica.lagCommits) commits / \(replica.lagBytes) bytes / \(replica.lagMilliseconds) ms, shipped \(replica.bytesShipped) bytes"
                 )
             }
         }
+        return lines
     }
 }

@@ -27,6 +27,10 @@ final class ShellSession {
         .init(name: "owner", usage: "owner SUBJECT", summary: "every record of SUBJECT in the current partition"),
         .init(name: "home", usage: "home SUBJECT", summary: "SUBJECT's home region in the directory"),
         .init(name: "check", usage: "check", summary: "verify the current partition (pages, checksums, tree)"),
+        .init(name: "tree", usage: "tree TABLE", summary: "TABLE's B+tree: its levels, pages, cells and fill"),
+        .init(
+            name: "replication", usage: "replication",
+            summary: "the host's partitions, roles, LSNs and replicas' lag (through pdb://)"),
         .init(
             name: "put", usage: "put TABLE KEY VALUE [owner SUBJECT]",
             summary: "insert or replace a record (--write; a commit of its own outside begin)"),
@@ -89,6 +93,8 @@ final class ShellSession {
         case "owner": try owner(words, json: json)
         case "home": try home(words, json: json)
         case "check": try check(json: json)
+        case "tree": try tree(words, json: json)
+        case "replication": try replication(json: json)
         case "put": try put(words)
         case "del": try del(words)
         case "begin": try begin()
@@ -282,6 +288,42 @@ final class ShellSession {
             report.isClean
                 ? "\(partition.name): clean (\(counted(report.pageCount, "page")), \(report.freePages) free)"
                 : "\(partition.name): \(counted(report.problems.count, "problem"))")
+    }
+
+    private func tree(_ words: [String], json: Bool) throws {
+        guard words.count == 1 else { throw Problem(message: "usage: tree TABLE") }
+        let levels = try reading { tx -> [TreeLevel]? in try tx.hasTable(words[0]) ? tx.treeLevels(words[0]) : nil }
+        guard let levels else { throw Problem(message: "no table \(Quoting.name(words[0]))") }
+        if json {
+            for level in levels {
+                try emit([
+                    "depth": level.depth, "pages": level.pages, "cells": level.cells, "leaves": level.leaves,
+                    "used_bytes": level.usedBytes, "fill": (level.fill * 1000).rounded() / 1000,
+                ])
+            }
+            return
+        }
+        var rows = [["level", "pages", "cells", "fill", "kind"]]
+        for level in levels {
+            rows.append([
+                "\(level.depth)", "\(level.pages)", "\(level.cells)", String(format: "%.0f%%", level.fill * 100),
+                level.leaves ? "leaves" : "branches",
+            ])
+        }
+        try table(rows)
+        try write("depth \(levels.count)")
+    }
+
+    private func replication(json: Bool) throws {
+        guard let host = HostSession.current?.host as? ClusterHost else {
+            throw Problem(message: "replication needs a running host: start the shell with pdb://HOST:PORT")
+        }
+        let status = host.status()
+        if json {
+            let data = try JSONEncoder.sorted.encode(status)
+            return try write(String(decoding: data, as: UTF8.self))
+        }
+        for line in ReplicationStatusCommand.lines(of: status) { try write(line) }
     }
 
     private func put(_ words: [String]) throws {

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// How failed logins are limited (spec/auth.md#failed-logins), per subject and per client
 /// address alike: the first `freeFailures` cost nothing; every failure from then on locks
@@ -42,7 +42,7 @@ public struct AttemptLimits: Sendable, Equatable {
 /// lock out exactly as real ones do and a caller cannot tell them apart).
 final class AttemptLimiter: Sendable {
     let limits: AttemptLimits
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = NIOLockedValueBox<[String: Entry]>([:])
 
     struct Entry {
         var failures: Int
@@ -54,7 +54,7 @@ final class AttemptLimiter: Sendable {
 
     /// Seconds until `key` may try again (rounded up), or nil when it may now.
     func retryAfter(_ key: String, now: Date) -> Int? {
-        entries.withLock { entries in
+        entries.withLockedValue { entries in
             guard let entry = entries[key] else { return nil }
             if now.timeIntervalSince(entry.lastFailure) >= limits.forgetAfter, now >= entry.lockedUntil {
                 entries[key] = nil
@@ -65,7 +65,7 @@ final class AttemptLimiter: Sendable {
     }
 
     func recordFailure(_ key: String, now: Date) {
-        entries.withLock { entries in
+        entries.withLockedValue { entries in
             var entry = entries[key] ?? Entry(failures: 0, lastFailure: now, lockedUntil: .distantPast)
             if now.timeIntervalSince(entry.lastFailure) >= limits.forgetAfter { entry.failures = 0 }
             entry.failures += 1
@@ -81,8 +81,8 @@ final class AttemptLimiter: Sendable {
     }
 
     func reset(_ key: String) {
-        _ = entries.withLock { $0.removeValue(forKey: key) }
+        _ = entries.withLockedValue { $0.removeValue(forKey: key) }
     }
 
-    var trackedCount: Int { entries.withLock { $0.count } }
+    var trackedCount: Int { entries.withLockedValue { $0.count } }
 }

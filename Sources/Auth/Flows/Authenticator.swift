@@ -1,7 +1,6 @@
 import Foundation
 import PartitionDB
 import Residency
-import Synchronization
 
 /// What a sign-up answers. A login that exists gets exactly what a new one would, so the answer
 /// never tells a caller whether an account exists (spec/auth.md#answers).

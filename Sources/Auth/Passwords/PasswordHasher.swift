@@ -1,5 +1,5 @@
+import NIOConcurrencyHelpers
 import NIOPosix
-import Synchronization
 
 /// Hashes and verifies passwords with Argon2id on a pool of its own threads, never on an event
 /// loop or the cooperative pool. Each running hash holds `parameters.memoryKiB` of memory, so at
@@ -12,7 +12,7 @@ public final class PasswordHasher: Sendable {
     public let concurrency: Int
     public let maxQueued: Int
     private let threads: NIOThreadPool
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     private struct State {
         var running = 0
@@ -79,7 +79,7 @@ public final class PasswordHasher: Sendable {
     public func needsRehash(_ hash: PasswordHash) -> Bool { hash.parameters != parameters }
 
     public var load: Load {
-        state.withLock {
+        state.withLockedValue {
             Load(
                 running: $0.running, waiting: $0.waiting.count, peakRunning: $0.peakRunning,
                 peakWaiting: $0.peakWaiting, refused: $0.refused, completed: $0.completed)
@@ -95,7 +95,7 @@ public final class PasswordHasher: Sendable {
 
     private func acquire() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let answer: Result<Void, AuthError>? = state.withLock { state in
+            let answer: Result<Void, AuthError>? = state.withLockedValue { state in
                 if state.running < concurrency {
                     state.running += 1
                     state.peakRunning = max(state.peakRunning, state.running)
@@ -115,7 +115,7 @@ public final class PasswordHasher: Sendable {
 
     /// Hands the place to the longest-waiting request, or frees it.
     private func release() {
-        let next: CheckedContinuation<Void, any Error>? = state.withLock { state in
+        let next: CheckedContinuation<Void, any Error>? = state.withLockedValue { state in
             state.completed += 1
             guard !state.waiting.isEmpty else {
                 state.running -= 1

@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
 import JWTKit
+import NIOConcurrencyHelpers
 import PartitionDB
-import Synchronization
 
 /// An access token as issued.
 public struct IssuedToken: Sendable, Equatable {
@@ -17,7 +17,7 @@ public struct IssuedToken: Sendable, Equatable {
 public final class TokenIssuer: Sendable {
     private let keys: RegionKeys
     private let now: @Sendable () -> Date
-    private let signers = Mutex<[String: JWTKeyCollection]>([:])
+    private let signers = NIOLockedValueBox<[String: JWTKeyCollection]>([:])
 
     public init(keys: RegionKeys, now: @escaping @Sendable () -> Date = { Date() }) {
         self.keys = keys
@@ -36,11 +36,11 @@ public final class TokenIssuer: Sendable {
             tokenID: Base64URL.encode(SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) }[...]),
             tokenUse: "access")
         let signer: JWTKeyCollection
-        if let cached = signers.withLock({ $0[key.kid] }) {
+        if let cached = signers.withLockedValue({ $0[key.kid] }) {
             signer = cached
         } else {
             signer = try await key.signer()
-            signers.withLock { $0[key.kid] = signer }
+            signers.withLockedValue { $0[key.kid] = signer }
         }
         let token = try await signer.sign(claims, kid: JWKIdentifier(string: key.kid))
         return IssuedToken(token: token, kid: key.kid, expiresIn: Int(lifetime), claims: claims)

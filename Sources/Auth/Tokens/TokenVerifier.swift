@@ -1,7 +1,7 @@
 import Foundation
 import JWTKit
+import NIOConcurrencyHelpers
 import PartitionDB
-import Synchronization
 
 /// A verified access token: whose it is and which region it is for.
 public struct VerifiedAccess: Sendable, Equatable {
@@ -20,8 +20,8 @@ public final class TokenVerifier: Sendable {
     public let settings: TokenSettings
     private let directory: any HomeRegionResolver
     private let now: @Sendable () -> Date
-    private let keys = Mutex<[String: Entry]>([:])
-    private let headers = Mutex<[String: (alg: String, kid: String)]>([:])
+    private let keys = NIOLockedValueBox<[String: Entry]>([:])
+    private let headers = NIOLockedValueBox<[String: (alg: String, kid: String)]>([:])
     /// Headers whose checks are remembered; past this many the memory starts afresh.
     static let maxCachedHeaders = 64
 
@@ -46,10 +46,10 @@ public final class TokenVerifier: Sendable {
         var entries: [String: Entry] = [:]
         for key in published { entries[key.kid] = Entry(key: key, verifier: try await key.verifier()) }
         let fresh = entries
-        keys.withLock { $0 = fresh }
+        keys.withLockedValue { $0 = fresh }
     }
 
-    public var knownKeyIDs: [String] { keys.withLock { $0.keys.sorted() } }
+    public var knownKeyIDs: [String] { keys.withLockedValue { $0.keys.sorted() } }
 
     /// The subject and region of `token`, or `AuthError.tokenRejected` with the first rule it
     /// breaks.
@@ -67,7 +67,7 @@ public final class TokenVerifier: Sendable {
         guard parts.count == 3 else { throw TokenRejection.malformed(reason: "not three parts") }
         let (alg, kid) = try header(parts[0])
         let moment = now()
-        guard let entry = keys.withLock({ $0[kid] }), !entry.key.hasRetired(at: moment) else {
+        guard let entry = keys.withLockedValue({ $0[kid] }), !entry.key.hasRetired(at: moment) else {
             throw TokenRejection.unknownKey(kid: kid)
         }
         guard alg == entry.key.algorithm.rawValue else {
@@ -86,7 +86,7 @@ public final class TokenVerifier: Sendable {
     /// headers, so the answers for the last ones are kept (only for headers that pass).
     private func header(_ encoded: Substring) throws -> (alg: String, kid: String) {
         let key = String(encoded)
-        if let known = headers.withLock({ $0[key] }) { return known }
+        if let known = headers.withLockedValue({ $0[key] }) { return known }
         guard let bytes = Base64URL.decode(encoded),
             let header = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
         else { throw TokenRejection.malformed(reason: "the header is not base64url JSON") }
@@ -94,7 +94,7 @@ public final class TokenVerifier: Sendable {
         if alg.lowercased() == "none" { throw TokenRejection.unsecured }
         guard header["crit"] == nil else { throw TokenRejection.malformed(reason: "crit is not supported") }
         guard let kid = header["kid"] as? String else { throw TokenRejection.missingKeyID }
-        headers.withLock { headers in
+        headers.withLockedValue { headers in
             if headers.count >= Self.maxCachedHeaders { headers.removeAll(keepingCapacity: true) }
             headers[key] = (alg, kid)
         }
